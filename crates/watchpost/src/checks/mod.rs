@@ -1,0 +1,45 @@
+//! Built-in checks: HTTP, TCP connect, and closures.
+//!
+//! See [`crate::health`] for how checks are registered and run. Each has its own timeout on top of the registry's, so it is safe to call on
+//! its own too.
+//!
+//! # Examples
+//!
+//! ```
+//! use std::time::Duration;
+//! use watchpost::checks::{fn_check, HttpCheck, TcpCheck};
+//! use watchpost::health::HealthChecks;
+//!
+//! let health = HealthChecks::builder()
+//!     .readiness("payments", HttpCheck::get("https://payments.internal/health")?
+//!         .expect_status(200..=299)
+//!         .body_contains("ok"))
+//!     .readiness("search", TcpCheck::new("127.0.0.1:9200"))
+//!     .liveness("event-loop", fn_check(|| async { true }))
+//!     .build()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#[cfg(feature = "http-check")]
+mod http;
+mod tcp;
+
+pub use crate::health::check::{fn_check, FnCheck};
+#[cfg(feature = "http-check")]
+pub use http::{HttpCheck, HttpCheckError};
+pub use tcp::TcpCheck;
+
+/// Formats an error with its chain of sources: `a: b: c`.
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

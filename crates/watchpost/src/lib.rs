@@ -1,0 +1,39 @@
+//! watchpost makes a Rust web service safe to run in production from day one.
+//!
+//! This is the core crate: framework-free, it speaks in plain values. The
+//! adapters `watchpost-axum`, `watchpost-actix` and `watchpost-tower`
+//! translate them into each framework's types, with identical behaviour.
+//!
+//! # Start here
+//!
+//! - [`health`]: checks that do real round trips, run concurrently under
+//!   timeouts, cached so probes can't hammer the database, served as
+//!   `/livez`, `/readyz` and `/healthz` with 503 on failure.
+//! - [`checks`]: the built-in checks (HTTP, TCP, closures).
+//!
+//! ```
+//! use watchpost::checks::fn_check;
+//! use watchpost::health::{HealthChecks, Probe};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let health = HealthChecks::builder()
+//!     .readiness("database", fn_check(|| async { Ok::<(), std::io::Error>(()) }))
+//!     .build()?;
+//! assert_eq!(health.evaluate(Probe::Readiness).await.http_status(), 200);
+//! # Ok(()) }
+//! ```
+//!
+//! # Feature flags
+//!
+//! | feature | default | what it enables |
+//! |---|---|---|
+//! | `http-check` | yes | [`checks::HttpCheck`], on reqwest with rustls |
+//!
+//! Checks need a Tokio runtime with the time driver (any `#[tokio::main]`
+//! or actix-web runtime has one).
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod health;
+
+pub mod checks;

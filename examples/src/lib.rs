@@ -1,0 +1,1 @@
+//! Examples for watchpost; see examples/README.md.
