@@ -1,1 +1,64 @@
-//! stub
+//! Test support shared by the watchpost crates.
+//!
+//! The centrepiece is the adapter conformance suite: one table of requests
+//! and expected answers that every adapter (tower, axum, actix-web) must pass,
+//! and whose answers must equal, byte for byte, what the core's
+//! [`HealthChecks::respond`](watchpost::health::HealthChecks::respond) says. Any difference between adapters
+//! is a failing test.
+//!
+//! An adapter's test implements [`Harness`] (send one request through the
+//! framework, collect the response) and calls [`health::run`].
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::future::Future;
+
+pub mod health;
+
+/// A request, in framework-neutral terms.
+#[derive(Clone, Debug)]
+pub struct TestRequest {
+    /// `GET`, `HEAD`, `POST`, …
+    pub method: &'static str,
+    /// Path and query, e.g. `/readyz?verbose`.
+    pub uri: String,
+    /// Extra request headers.
+    pub headers: Vec<(&'static str, String)>,
+}
+
+/// A response, in framework-neutral terms.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TestResponse {
+    /// Status code.
+    pub status: u16,
+    /// Headers with lowercase names, in any order.
+    pub headers: Vec<(String, String)>,
+    /// The body bytes.
+    pub body: Vec<u8>,
+}
+
+impl TestResponse {
+    /// The value of a header (case-insensitive name), if present once or more.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON (panics with the body text if it isn't).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+}
+
+/// Sends requests through one adapter.
+pub trait Harness {
+    /// Sends `req` and collects the whole response.
+    fn call(&self, req: TestRequest) -> impl Future<Output = TestResponse>;
+}

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::error_chain;
 use crate::health::{Check, CheckResult};
 
 /// Default most body bytes read when looking for a keyword.
@@ -251,3 +250,18 @@ impl fmt::Display for HttpCheckError {
 }
 
 impl Error for HttpCheckError {}
+
+/// Formats an error with its chain of sources: `a: b: c`.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

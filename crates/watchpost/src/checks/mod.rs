@@ -28,18 +28,3 @@ pub use crate::health::check::{fn_check, FnCheck};
 #[cfg(feature = "http-check")]
 pub use http::{HttpCheck, HttpCheckError};
 pub use tcp::TcpCheck;
-
-/// Formats an error with its chain of sources: `a: b: c`.
-pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}

@@ -1,0 +1,44 @@
+//! The shared conformance suite, through an actix-web `App`.
+
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::{test, web, App};
+use watchpost_testkit::{Harness, TestRequest, TestResponse};
+
+struct Actix<S>(S);
+
+impl<S> Harness for Actix<S>
+where
+    S: Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error>,
+{
+    async fn call(&self, req: TestRequest) -> TestResponse {
+        let method = actix_web::http::Method::from_bytes(req.method.as_bytes()).unwrap();
+        let mut builder = test::TestRequest::default().method(method).uri(&req.uri);
+        for (name, value) in req.headers {
+            builder = builder.insert_header((name, value));
+        }
+        let res = test::call_service(&self.0, builder.to_request()).await;
+        let status = res.status().as_u16();
+        let headers = res
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap().to_owned()))
+            .collect();
+        let body = test::read_body(res).await.to_vec();
+        TestResponse {
+            status,
+            headers,
+            body,
+        }
+    }
+}
+
+#[actix_web::test]
+async fn health_probes_conform() {
+    watchpost_testkit::health::run(|health| async move {
+        let app = App::new()
+            .route("/", web::get().to(|| async { "hello" }))
+            .configure(watchpost_actix::configure(health));
+        Actix(test::init_service(app).await)
+    })
+    .await;
+}
