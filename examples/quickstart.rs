@@ -1,1 +1,68 @@
-fn main() {}
+//! Run with: cargo run --example quickstart
+//!
+//! The first watchpost program: an axum service whose health probes tell the
+//! truth.
+//!
+//! - `PORT`: listen on 127.0.0.1:PORT (default 3000).
+//! - `UPSTREAM_URL`: adds a readiness check named `upstream` that GETs this
+//!   URL. Point it at a closed port and `/readyz` answers 503 while `/livez`
+//!   stays 200; the body never shows the address.
+//!
+//! Ctrl-C or SIGTERM: readiness answers 503 at once, then the server drains
+//! for two seconds and exits 0.
+
+use std::time::Duration;
+
+use axum::{routing::get, Router};
+use watchpost::checks::HttpCheck;
+use watchpost::health::HealthChecks;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Failing checks are logged here (never in the HTTP body by default).
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+
+    let port: u16 = match std::env::var("PORT") {
+        Ok(value) => value
+            .trim()
+            .parse()
+            .map_err(|_| format!("PORT must be a port number, got {value:?}"))?,
+        Err(_) => 3000,
+    };
+
+    // Readiness checks test what the service needs to serve traffic: real
+    // round trips to its dependencies, run concurrently, each under a 2 s
+    // timeout, cached for 1 s so probes can't hammer them.
+    let mut health = HealthChecks::builder();
+    if let Some(url) = std::env::var("UPSTREAM_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+    {
+        let check = HttpCheck::get(&url).map_err(|e| format!("UPSTREAM_URL: {e}"))?;
+        health = health.readiness("upstream", check);
+    }
+    let health = health.build()?;
+
+    let app = Router::new()
+        .route("/", get(|| async { "Hello from watchpost!\n" }))
+        .merge(watchpost_axum::routes(health.clone())); // /livez /readyz /healthz
+
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    println!("listening on {base}");
+    for path in ["/", "/livez", "/readyz", "/healthz", "/readyz?verbose"] {
+        println!("  {base}{path}");
+    }
+
+    // On Ctrl-C/SIGTERM: readiness turns 503, the load balancer drains us,
+    // then in-flight requests finish and we exit.
+    axum::serve(listener, app)
+        .with_graceful_shutdown(health.shutdown_signal(Duration::from_secs(2)))
+        .await?;
+    println!("shut down cleanly");
+    Ok(())
+}
