@@ -1,1 +1,2 @@
 //! Examples for watchpost; see examples/README.md.
+#![doc = include_str!("../../README.md")]

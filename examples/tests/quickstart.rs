@@ -1,6 +1,8 @@
 //! Drives the quickstart binary from outside, as a user would: probes over
 //! real TCP, a dead upstream, and SIGTERM.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step should panic
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;

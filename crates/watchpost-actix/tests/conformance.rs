@@ -1,5 +1,7 @@
 //! The shared conformance suite, through an actix-web `App`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step should panic
+
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::{test, web, App};
 use watchpost_testkit::{Harness, TestRequest, TestResponse};

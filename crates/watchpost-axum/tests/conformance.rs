@@ -1,6 +1,8 @@
 //! The shared conformance suite, through an axum `Router` with state and
 //! routes of its own.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step should panic
+
 use axum::body::Body;
 use axum::http::Request;
 use axum::routing::get;

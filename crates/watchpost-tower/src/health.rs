@@ -71,13 +71,15 @@ impl<B> Service<Request<B>> for HealthService {
     }
 }
 
+type HealthResponse = Result<Response<Full<Bytes>>, Infallible>;
+
 /// Response future of [`HealthService`].
 pub struct ResponseFuture {
-    inner: Pin<Box<dyn Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send>>,
+    inner: Pin<Box<dyn Future<Output = HealthResponse> + Send>>,
 }
 
 impl Future for ResponseFuture {
-    type Output = Result<Response<Full<Bytes>>, Infallible>;
+    type Output = HealthResponse;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         self.inner.as_mut().poll(cx)

@@ -1,5 +1,7 @@
 //! The shared conformance suite, through the tower `HealthService`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step should panic
+
 use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Empty};

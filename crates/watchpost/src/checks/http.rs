@@ -265,3 +265,182 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::health::Status;
+
+    /// Serves `response` (raw HTTP) to every connection; `None` accepts and
+    /// never answers. Counts the body bytes actually written.
+    async fn serve(response: Option<Vec<u8>>) -> (String, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "http://{}/health?key=s3cret",
+            listener.local_addr().unwrap()
+        );
+        let written = Arc::new(AtomicUsize::new(0));
+        let counter = written.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut conn, _) = listener.accept().await.unwrap();
+                let response = response.clone();
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0; 4096];
+                    let _ = conn.read(&mut buf).await;
+                    match response {
+                        Some(bytes) => {
+                            for chunk in bytes.chunks(8192) {
+                                if conn.write_all(chunk).await.is_err() {
+                                    return;
+                                }
+                                counter.fetch_add(chunk.len(), Ordering::SeqCst);
+                            }
+                        }
+                        None => std::future::pending::<()>().await,
+                    }
+                });
+            }
+        });
+        (url, written)
+    }
+
+    fn http(status: &str, body: &str) -> Option<Vec<u8>> {
+        Some(
+            format!(
+                "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes(),
+        )
+    }
+
+    #[tokio::test]
+    async fn passes_on_expected_status_and_keyword() {
+        let (url, _) = serve(http("200 OK", r#"{"status":"ok"}"#)).await;
+        let r = HttpCheck::get(&url)
+            .unwrap()
+            .body_contains("ok")
+            .check()
+            .await;
+        assert_eq!(r.status(), Status::Pass, "{r:?}");
+        assert_eq!(r.observed_unit(), Some("ms"));
+    }
+
+    #[tokio::test]
+    async fn unexpected_status_fails() {
+        let (url, _) = serve(http("500 Internal Server Error", "oops")).await;
+        let r = HttpCheck::get(&url).unwrap().check().await;
+        assert_eq!(
+            (r.status(), r.output()),
+            (Status::Fail, Some("unexpected status 500"))
+        );
+        let r = HttpCheck::get(&url)
+            .unwrap()
+            .expect_status(500..=599)
+            .check()
+            .await;
+        assert_eq!(r.status(), Status::Pass);
+        let (url, _) = serve(http("204 No Content", "")).await;
+        let r = HttpCheck::get(&url)
+            .unwrap()
+            .expect_status(200..204)
+            .check()
+            .await;
+        assert_eq!(r.status(), Status::Fail);
+    }
+
+    #[tokio::test]
+    async fn missing_keyword_fails() {
+        let (url, _) = serve(http("200 OK", "maintenance")).await;
+        let r = HttpCheck::get(&url)
+            .unwrap()
+            .body_contains("ok")
+            .check()
+            .await;
+        assert_eq!(r.status(), Status::Fail);
+        assert!(
+            r.output()
+                .unwrap()
+                .starts_with("body does not contain \"ok\""),
+            "{r:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn reads_at_most_max_body_bytes() {
+        let body = "a".repeat(4 * 1024 * 1024) + "ok";
+        let (url, _) = serve(http("200 OK", &body)).await;
+        let r = HttpCheck::get(&url)
+            .unwrap()
+            .body_contains("ok")
+            .max_body_bytes(1024)
+            .check()
+            .await;
+        assert_eq!(r.status(), Status::Fail);
+        assert_eq!(
+            r.output(),
+            Some("body does not contain \"ok\" (read 1024 bytes)")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_silent_server_times_out() {
+        let (url, _) = serve(None).await;
+        let r = HttpCheck::get(&url)
+            .unwrap()
+            .timeout(Duration::from_millis(200))
+            .check()
+            .await;
+        assert_eq!(
+            (r.status(), r.output()),
+            (Status::Fail, Some("request timed out"))
+        );
+    }
+
+    #[tokio::test]
+    async fn refused_connection_fails_without_revealing_the_url() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("http://127.0.0.1:{port}/health?key=s3cret");
+        let check = HttpCheck::get(&url).unwrap();
+        let r = check.check().await;
+        assert_eq!(r.status(), Status::Fail);
+        let output = r.output().unwrap();
+        assert!(
+            !output.contains("127.0.0.1") && !output.contains("s3cret"),
+            "{output}"
+        );
+        let debug = format!("{check:?}");
+        assert!(
+            !debug.contains("s3cret") && !debug.contains("/health"),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn bad_urls_are_rejected_up_front() {
+        assert!(matches!(
+            HttpCheck::get("not a url"),
+            Err(HttpCheckError::InvalidUrl(_))
+        ));
+        assert_eq!(
+            HttpCheck::get("ftp://example.com/").unwrap_err(),
+            HttpCheckError::UnsupportedScheme("ftp".into())
+        );
+        assert!(
+            HttpCheck::get(" http://example.com/health\n").is_ok(),
+            "trimmed"
+        );
+    }
+}

@@ -69,6 +69,8 @@ struct State {
     inflight: Option<WeakShared<RunFuture>>,
     consecutive_failures: u32,
     consecutive_passes: u32,
+    /// The output of the failure being reported, for the "recovering" note.
+    failed_with: Option<String>,
     /// The last failure logged at WARN, to log a persisting failure once.
     last_logged: Option<(Status, Option<String>)>,
 }
@@ -471,33 +473,30 @@ fn apply_thresholds(
         state.consecutive_passes = state.consecutive_passes.saturating_add(1);
         state.consecutive_failures = 0;
     }
-    let previous = state.reading.as_ref();
+    let previous = state.reading.as_ref().map(|r| (r.status, r.output.clone()));
     let (status, output) = match previous {
-        None => (raw.status, raw.output),
-        Some(prev) if prev.status == Status::Fail && !failed => {
-            if state.consecutive_passes >= entry.recover_after {
-                (raw.status, raw.output)
-            } else {
-                let why = prev.output.as_deref().unwrap_or("failing");
-                (
-                    Status::Fail,
-                    Some(format!(
-                        "{why} (recovering: {} of {} passes)",
-                        state.consecutive_passes, entry.recover_after
-                    )),
-                )
-            }
+        Some((Status::Fail, _)) if !failed && state.consecutive_passes < entry.recover_after => {
+            let why = state.failed_with.as_deref().unwrap_or("failing");
+            let note = format!(
+                "{why} (recovering: {} of {} passes)",
+                state.consecutive_passes, entry.recover_after
+            );
+            (Status::Fail, Some(note))
         }
-        Some(prev) if prev.status != Status::Fail && failed => {
-            if state.consecutive_failures >= entry.fail_after {
-                (raw.status, raw.output)
-            } else {
-                // Under the threshold: keep reporting what we reported.
-                (prev.status, prev.output.clone())
-            }
+        // Under the failure threshold: keep reporting what we reported.
+        Some((prev_status, prev_output))
+            if prev_status != Status::Fail
+                && failed
+                && state.consecutive_failures < entry.fail_after =>
+        {
+            (prev_status, prev_output)
         }
-        Some(_) => (raw.status, raw.output),
+        // The first reading, or a threshold reached: report the result as is.
+        _ => (raw.status, raw.output),
     };
+    if status == Status::Fail && failed {
+        state.failed_with.clone_from(&output);
+    }
     Reading {
         status,
         output,

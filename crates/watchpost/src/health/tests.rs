@@ -219,6 +219,40 @@ async fn fail_after_and_recover_after_smooth_flaps() {
     assert_eq!(s.runs(), script.len());
 }
 
+#[tokio::test(start_paused = true)]
+async fn recovering_note_names_the_failure_once() {
+    let s = Scripted::new(Duration::ZERO);
+    let health = HealthChecks::builder()
+        .readiness("db", s.clone())
+        .recover_after(3)
+        .cache_for(Duration::ZERO)
+        .build()
+        .unwrap();
+    s.set(Status::Fail);
+    health.evaluate(Probe::Readiness).await;
+    s.set(Status::Pass);
+    let mut notes = Vec::new();
+    for _ in 0..3 {
+        let report = health.evaluate(Probe::Readiness).await;
+        let db = report.check("db").unwrap();
+        notes.push((db.status(), db.output().unwrap().to_owned()));
+    }
+    assert_eq!(
+        notes,
+        [
+            (
+                Status::Fail,
+                "scripted fail (recovering: 1 of 3 passes)".to_owned()
+            ),
+            (
+                Status::Fail,
+                "scripted fail (recovering: 2 of 3 passes)".to_owned()
+            ),
+            (Status::Pass, "scripted pass".to_owned()),
+        ]
+    );
+}
+
 #[tokio::test]
 async fn non_critical_failure_warns_with_200() {
     let health = HealthChecks::builder()
