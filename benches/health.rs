@@ -86,8 +86,7 @@ fn service(c: &mut Criterion) {
         ))))
     });
     group.bench_function("hand_written_static_healthz", |b| {
-        b.to_async(&rt)
-            .iter(|| hand_written.oneshot(request()))
+        b.to_async(&rt).iter(|| hand_written.oneshot(request()))
     });
     group.finish();
 }
