@@ -7,18 +7,25 @@
 //! - `UPSTREAM_URL`: adds a readiness check named `upstream` that GETs this
 //!   URL. Point it at a closed port and `/readyz` answers 503 while `/livez`
 //!   stays 200; the body never shows the address.
+//! - `RATE_LIMIT`: the per-client-IP quota (default `120/min`; also `10/s`,
+//!   `1000/hour`, `5/min burst 10`). Over it: 429 with `Retry-After`. The
+//!   probes are never limited. Behind a proxy on this host, the client is
+//!   the forwarded address (a forged leftmost `X-Forwarded-For` is ignored).
 //!
 //! Ctrl-C or SIGTERM: readiness answers 503 at once, then the server drains
 //! for two seconds and exits 0.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::{routing::get, Router};
 use watchpost::checks::HttpCheck;
 use watchpost::health::HealthChecks;
+use watchpost::ratelimit::{Quota, RateLimiter};
+use watchpost_axum::RateLimitLayer;
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Failing checks are logged here (never in the HTTP body by default).
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -47,9 +54,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let health = health.build()?;
 
+    // Per-client-IP rate limiting; forwarding headers count only from
+    // loopback and private addresses (your own proxies).
+    let quota: Quota = std::env::var("RATE_LIMIT")
+        .unwrap_or_else(|_| "120/min".to_owned())
+        .parse()
+        .map_err(|e| format!("RATE_LIMIT: {e}"))?;
+    let limiter = RateLimiter::per_ip(quota).exempt_health(&health);
+
     let app = Router::new()
         .route("/", get(|| async { "Hello from watchpost!\n" }))
-        .merge(watchpost_axum::routes(health.clone())); // /livez /readyz /healthz
+        .merge(watchpost_axum::routes(health.clone())) // /livez /readyz /healthz
+        .layer(RateLimitLayer::new(limiter));
 
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     let base = format!("http://{}", listener.local_addr()?);
@@ -60,9 +76,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // On Ctrl-C/SIGTERM: readiness turns 503, the load balancer drains us,
     // then in-flight requests finish and we exit.
-    axum::serve(listener, app)
-        .with_graceful_shutdown(health.shutdown_signal(Duration::from_secs(2)))
-        .await?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(health.shutdown_signal(Duration::from_secs(2)))
+    .await?;
     println!("shut down cleanly");
     Ok(())
 }

@@ -9,19 +9,44 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The quickstart example binary, which `cargo test` builds next to the tests.
+/// The quickstart program (built as a binary of this package, so cargo
+/// rebuilds it before these tests).
 fn quickstart_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let bin = dir
-        .join("examples")
-        .join(format!("quickstart{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.exists(),
-        "{} not found: run `cargo test --workspace` (which builds the examples)",
-        bin.display()
-    );
-    bin
+    PathBuf::from(env!("CARGO_BIN_EXE_quickstart-e2e"))
+}
+
+/// Runs the program expecting it to exit (a startup error); kills it and
+/// fails if it is still running after a generous bound.
+fn run_to_exit(envs: &[(&str, &str)]) -> (bool, String) {
+    let mut cmd = Command::new(quickstart_bin());
+    cmd.env("PORT", free_port().to_string())
+        .env_remove("UPSTREAM_URL")
+        .env_remove("RATE_LIMIT")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("still running: a startup error should have stopped it");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    (status.success(), stderr)
 }
 
 fn free_port() -> u16 {
@@ -49,6 +74,7 @@ fn start(envs: &[(&str, String)]) -> Server {
     let mut cmd = Command::new(quickstart_bin());
     cmd.env("PORT", port.to_string())
         .env_remove("UPSTREAM_URL")
+        .env_remove("RATE_LIMIT")
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
@@ -70,17 +96,23 @@ fn start(envs: &[(&str, String)]) -> Server {
 
 /// A minimal HTTP/1.1 GET: (status, lowercase headers, body).
 fn get(port: u16, path: &str) -> (u16, String, String) {
+    get_with(port, path, b"")
+}
+
+/// A GET with extra raw header lines (each ending in CRLF).
+fn get_with(port: u16, path: &str, extra_headers: &[u8]) -> (u16, String, String) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).unwrap();
+    let mut request =
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n").into_bytes();
+    request.extend_from_slice(extra_headers);
+    request.extend_from_slice(b"\r\n");
+    stream.write_all(&request).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let raw = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = raw.split_once("\r\n\r\n").unwrap();
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
     (status, head.to_ascii_lowercase(), body.to_owned())
@@ -167,12 +199,97 @@ fn sigterm_fails_readiness_then_exits_cleanly() {
 
 #[test]
 fn an_invalid_upstream_url_is_a_clear_startup_error() {
-    let output = Command::new(quickstart_bin())
-        .env("PORT", free_port().to_string())
-        .env("UPSTREAM_URL", "not a url")
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (success, stderr) = run_to_exit(&[("UPSTREAM_URL", "not a url")]);
+    assert!(!success);
     assert!(stderr.contains("UPSTREAM_URL"), "{stderr}");
+}
+
+#[test]
+fn rate_limit_allows_five_of_ten_and_spares_the_probes() {
+    let server = start(&[("RATE_LIMIT", "5/min".to_owned())]);
+    let statuses: Vec<(u16, String)> = (0..10)
+        .map(|_| {
+            let (status, head, _) = get(server.port, "/");
+            (status, head)
+        })
+        .collect();
+    let ok = statuses.iter().filter(|(s, _)| *s == 200).count();
+    let limited: Vec<&String> = statuses
+        .iter()
+        .filter(|(s, _)| *s == 429)
+        .map(|(_, h)| h)
+        .collect();
+    assert_eq!((ok, limited.len()), (5, 5), "{statuses:?}");
+    for head in &limited {
+        let retry = head
+            .lines()
+            .find_map(|l| l.strip_prefix("retry-after: "))
+            .expect("429 carries Retry-After");
+        assert!(retry.trim().parse::<u64>().unwrap() >= 1, "{head}");
+        assert!(
+            head.contains("ratelimit-policy: \"default\";q=5;w=60"),
+            "{head}"
+        );
+    }
+    let (status, head, _) = get(server.port, "/");
+    assert_eq!(status, 429);
+    assert!(head.contains("x-ratelimit-remaining: 0"), "{head}");
+    for path in ["/livez", "/readyz", "/healthz"] {
+        for _ in 0..10 {
+            assert_eq!(
+                get(server.port, path).0,
+                200,
+                "{path} must never be limited"
+            );
+        }
+    }
+}
+
+#[test]
+fn behind_the_local_proxy_clients_are_their_forwarded_address() {
+    let server = start(&[("RATE_LIMIT", "2/min".to_owned())]);
+    // The test connects from 127.0.0.1: a trusted local proxy. Forged
+    // leftmost entries vary; the real client (rightmost untrusted) doesn't.
+    let mut statuses = Vec::new();
+    for forged in ["6.6.6.1", "6.6.6.2", "6.6.6.3"] {
+        let header = format!("X-Forwarded-For: {forged}, 198.51.100.7\r\n");
+        statuses.push(get_with(server.port, "/", header.as_bytes()).0);
+    }
+    assert_eq!(
+        statuses,
+        [200, 200, 429],
+        "one client, whatever the forged entries"
+    );
+    // Another forwarded client has its own budget; so does the proxy itself.
+    assert_eq!(
+        get_with(server.port, "/", b"X-Forwarded-For: 198.51.100.8\r\n").0,
+        200
+    );
+    assert_eq!(get(server.port, "/").0, 200);
+}
+
+#[test]
+fn garbage_forwarding_headers_never_cause_a_500() {
+    let server = start(&[]);
+    for header in [
+        &b"X-Forwarded-For: \xff\xfe garbage, ,,[::1\r\n"[..],
+        b"Forwarded: for=\"[unclosed;;;==\r\n",
+        b"X-Real-IP: not an ip\r\n",
+        b"X-Forwarded-For: 1.2.3.4\r\nX-Forwarded-For: ::::::\r\n",
+    ] {
+        let (status, _, body) = get_with(server.port, "/", header);
+        assert_eq!(status, 200, "{}: {body}", String::from_utf8_lossy(header));
+    }
+    let long = format!("X-Forwarded-For: {}\r\n", "10.0.0.1, ".repeat(700));
+    assert_eq!(get_with(server.port, "/", long.as_bytes()).0, 200);
+}
+
+#[test]
+fn an_invalid_rate_limit_is_a_clear_startup_error() {
+    let (success, stderr) = run_to_exit(&[("RATE_LIMIT", "lots")]);
+    assert!(!success);
+    assert!(
+        stderr.contains("RATE_LIMIT") && stderr.contains("expected"),
+        "{stderr}"
+    );
 }

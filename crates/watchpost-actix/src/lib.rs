@@ -2,8 +2,9 @@
 //!
 //! # Start here
 //!
-//! [`configure`] mounts the health probes with
-//! [`App::configure`](actix_web::App::configure):
+//! - [`configure`] mounts the health probes with
+//!   [`App::configure`](actix_web::App::configure).
+//! - [`RateLimit`] limits requests per client IP, with `App::wrap`.
 //!
 //! ```
 //! use actix_web::{web, App, HttpServer};
@@ -54,6 +55,10 @@
 //! This crate has no feature flags of its own.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod rate_limit;
+
+pub use rate_limit::{RateLimit, RateLimitMiddleware, ResolvedClientIp};
 
 use actix_web::http::StatusCode;
 use actix_web::web::{self, ServiceConfig};

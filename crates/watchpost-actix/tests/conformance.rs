@@ -1,22 +1,27 @@
-//! The shared conformance suite, through an actix-web `App`.
+//! The shared conformance suite through an actix-web `App`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step should panic
 
 use actix_web::dev::{Service, ServiceResponse};
+use actix_web::http::header::HeaderValue;
 use actix_web::{test, web, App};
 use watchpost_testkit::{Harness, TestRequest, TestResponse};
 
 struct Actix<S>(S);
 
-impl<S> Harness for Actix<S>
+impl<S, B> Harness for Actix<S>
 where
-    S: Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error>,
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: actix_web::body::MessageBody,
 {
     async fn call(&self, req: TestRequest) -> TestResponse {
         let method = actix_web::http::Method::from_bytes(req.method.as_bytes()).unwrap();
         let mut builder = test::TestRequest::default().method(method).uri(&req.uri);
         for (name, value) in req.headers {
-            builder = builder.insert_header((name, value));
+            builder = builder.append_header((name, HeaderValue::from_bytes(&value).unwrap()));
+        }
+        if let Some(peer) = req.peer {
+            builder = builder.peer_addr(peer);
         }
         let res = test::call_service(&self.0, builder.to_request()).await;
         let status = res.status().as_u16();
@@ -40,6 +45,18 @@ async fn health_probes_conform() {
         let app = App::new()
             .route("/", web::get().to(|| async { "hello" }))
             .configure(watchpost_actix::configure(health));
+        Actix(test::init_service(app).await)
+    })
+    .await;
+}
+
+#[actix_web::test]
+async fn rate_limiting_conforms() {
+    watchpost_testkit::rate_limit::run(|fixture| async move {
+        let app = App::new()
+            .configure(watchpost_actix::configure(fixture.health))
+            .default_service(web::to(|| async { "ok" }))
+            .wrap(watchpost_actix::RateLimit::new(fixture.limiter));
         Actix(test::init_service(app).await)
     })
     .await;

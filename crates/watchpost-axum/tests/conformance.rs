@@ -1,13 +1,15 @@
-//! The shared conformance suite, through an axum `Router` with state and
+//! The shared conformance suite through an axum `Router` with state and
 //! routes of its own.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step should panic
 
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::http::Request;
 use axum::routing::get;
 use axum::Router;
 use tower::ServiceExt;
+use watchpost_axum::{ClientIp, RateLimitLayer};
 use watchpost_testkit::{Harness, TestRequest, TestResponse};
 
 struct Axum(Router);
@@ -16,14 +18,13 @@ impl Harness for Axum {
     async fn call(&self, req: TestRequest) -> TestResponse {
         let mut builder = Request::builder().method(req.method).uri(&req.uri);
         for (name, value) in &req.headers {
-            builder = builder.header(*name, value);
+            builder = builder.header(*name, value.as_slice());
         }
-        let res = self
-            .0
-            .clone()
-            .oneshot(builder.body(Body::empty()).unwrap())
-            .await
-            .unwrap();
+        let mut request = builder.body(Body::empty()).unwrap();
+        if let Some(peer) = req.peer {
+            request.extensions_mut().insert(ConnectInfo(peer));
+        }
+        let res = self.0.clone().oneshot(request).await.unwrap();
         let status = res.status().as_u16();
         let headers = res
             .headers()
@@ -68,6 +69,47 @@ async fn health_probes_conform() {
 }
 
 #[tokio::test]
+async fn rate_limiting_conforms() {
+    watchpost_testkit::rate_limit::run(|fixture| async move {
+        let app = Router::new()
+            .fallback(|| async { "ok" })
+            .merge(watchpost_axum::routes(fixture.health))
+            .layer(RateLimitLayer::new(fixture.limiter));
+        Axum(app)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn client_ip_extractor_matches_the_limiter() {
+    let fixture = watchpost_testkit::rate_limit::fixture();
+    let app = Router::new()
+        .route(
+            "/ip",
+            get(|ClientIp(ip): ClientIp| async move { ip.to_string() }),
+        )
+        .layer(RateLimitLayer::new(fixture.limiter));
+    let without_layer: Router = Router::new().route(
+        "/ip",
+        get(|ClientIp(ip): ClientIp| async move { ip.to_string() }),
+    );
+    for app in [app, without_layer] {
+        let res = Axum(app)
+            .call(TestRequest {
+                method: "GET",
+                uri: "/ip".into(),
+                headers: vec![("x-forwarded-for", b"6.6.6.6, 198.51.100.7".to_vec())],
+                peer: Some("10.0.0.1:1234".parse().unwrap()),
+            })
+            .await;
+        assert_eq!(
+            (res.status, res.body.as_slice()),
+            (200, &b"198.51.100.7"[..])
+        );
+    }
+}
+
+#[tokio::test]
 async fn app_routes_still_work_next_to_probes() {
     let health = watchpost_testkit::health::Fixture::Passing.build();
     let app: Router = Router::new()
@@ -78,6 +120,7 @@ async fn app_routes_still_work_next_to_probes() {
             method: "GET",
             uri: "/".into(),
             headers: vec![],
+            peer: None,
         })
         .await;
     assert_eq!((res.status, res.body.as_slice()), (200, &b"hello"[..]));

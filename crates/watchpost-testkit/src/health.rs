@@ -247,8 +247,9 @@ where
                 headers: case
                     .headers
                     .iter()
-                    .map(|(n, v)| (*n, (*v).to_owned()))
+                    .map(|(n, v)| (*n, v.as_bytes().to_vec()))
                     .collect(),
+                peer: None,
             };
             let got = harness.call(req).await;
             let reference = reference(&health, case).await;

@@ -7,13 +7,15 @@
 //! is a failing test.
 //!
 //! An adapter's test implements [`Harness`] (send one request through the
-//! framework, collect the response) and calls [`health::run`].
+//! framework, collect the response) and calls [`health::run`] and
+//! [`rate_limit::run`].
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::future::Future;
 
 pub mod health;
+pub mod rate_limit;
 
 /// A request, in framework-neutral terms.
 #[derive(Clone, Debug)]
@@ -22,8 +24,10 @@ pub struct TestRequest {
     pub method: &'static str,
     /// Path and query, e.g. `/readyz?verbose`.
     pub uri: String,
-    /// Extra request headers.
-    pub headers: Vec<(&'static str, String)>,
+    /// Extra request headers (raw bytes: they may be invalid UTF-8).
+    pub headers: Vec<(&'static str, Vec<u8>)>,
+    /// The TCP peer's address, as the server would see it.
+    pub peer: Option<std::net::SocketAddr>,
 }
 
 /// A response, in framework-neutral terms.

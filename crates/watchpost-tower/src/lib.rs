@@ -1,11 +1,15 @@
 //! tower integration for [watchpost](https://docs.rs/watchpost): health
-//! probes for any tower stack (hyper, axum, tonic, …).
+//! probes and per-IP rate limiting for any tower stack (hyper, axum, tonic,
+//! …).
 //!
 //! # Start here
 //!
 //! - [`HealthService`] answers `/livez`, `/readyz`, `/healthz`,
 //!   `/<probe>/<check>` with exactly the behaviour described in
 //!   [`watchpost::health::HealthChecks::respond`].
+//! - [`RateLimitLayer`] applies a [`watchpost::ratelimit::RateLimiter`]:
+//!   429 with `Retry-After` and the IETF `RateLimit` headers when a client is
+//!   over quota, the quota headers on allowed responses.
 //!
 //! # Examples
 //!
@@ -29,6 +33,39 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Rate limiting a service (the peer address comes from a `SocketAddr`
+//! request extension, which you insert per connection when serving with
+//! hyper; axum users take `watchpost_axum::RateLimitLayer`, which reads
+//! `ConnectInfo`):
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use std::net::SocketAddr;
+//! use http::{Request, Response, StatusCode};
+//! use http_body_util::Full;
+//! use tower::{service_fn, ServiceBuilder, ServiceExt};
+//! use watchpost::ratelimit::RateLimiter;
+//! use watchpost_tower::RateLimitLayer;
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let limiter = RateLimiter::per_ip("1/min".parse()?);
+//! let svc = ServiceBuilder::new()
+//!     .layer(RateLimitLayer::<watchpost_tower::SocketAddrPeer>::new(limiter))
+//!     .service(service_fn(|_req: Request<String>| async {
+//!         Ok::<_, Infallible>(Response::new(Full::new(bytes::Bytes::from("hi"))))
+//!     }));
+//! let request = || {
+//!     let mut req = Request::new(String::new());
+//!     req.extensions_mut().insert(SocketAddr::from(([203, 0, 113, 9], 50000)));
+//!     req
+//! };
+//! assert_eq!(svc.clone().oneshot(request()).await?.status(), StatusCode::OK);
+//! let limited = svc.oneshot(request()).await?;
+//! assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+//! assert_eq!(limited.headers()["retry-after"], "60");
+//! # Ok(()) }
+//! ```
+//!
 //! # Feature flags
 //!
 //! This crate has no feature flags of its own.
@@ -36,5 +73,10 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod health;
+mod rate_limit;
 
 pub use health::{HealthService, ResponseFuture};
+pub use rate_limit::{
+    PeerAddr, RateLimit, RateLimitBody, RateLimitLayer, ResolvedClientIp,
+    ResponseFuture as RateLimitResponseFuture, SocketAddrPeer,
+};

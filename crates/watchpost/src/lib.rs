@@ -34,6 +34,8 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod client_ip;
 pub mod health;
+pub mod ratelimit;
 
 pub mod checks;

@@ -1,0 +1,140 @@
+//! [`RateLimit`]: per-client-IP rate limiting middleware for actix-web.
+
+use std::future::{ready, Ready};
+use std::net::IpAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use actix_web::body::EitherBody;
+use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
+use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use actix_web::{Error, HttpMessage, HttpResponse};
+use futures_util::future::LocalBoxFuture;
+use watchpost::client_ip::Headers;
+use watchpost::ratelimit::{Outcome, RateLimitRequest, RateLimiter};
+
+/// Applies a [`RateLimiter`] with `App::wrap`: 429 with `Retry-After` and the
+/// IETF `RateLimit` headers when a client is over quota, the quota headers
+/// on allowed responses; the same answers as the axum and tower adapters.
+///
+/// The peer address is actix's `peer_addr`; forwarding headers count only
+/// from trusted proxies (see [`watchpost::client_ip`]).
+///
+/// ```
+/// use actix_web::{web, App};
+/// use watchpost::ratelimit::RateLimiter;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let limiter = RateLimiter::per_ip("120/min".parse()?).route("/api/chat", "10/min".parse()?);
+/// let rate_limit = watchpost_actix::RateLimit::new(limiter);
+/// let app = App::new()
+///     .wrap(rate_limit.clone()) // clone it into each worker's App
+///     .route("/", web::get().to(|| async { "hello" }));
+/// # let _ = app; Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct RateLimit {
+    limiter: Arc<RateLimiter>,
+}
+
+impl RateLimit {
+    /// Middleware applying `limiter`. Clones share the limiter's state, so
+    /// build it once, outside `HttpServer::new`'s factory.
+    pub fn new(limiter: RateLimiter) -> Self {
+        Self {
+            limiter: Arc::new(limiter),
+        }
+    }
+}
+
+/// The client address the rate limiter resolved, in the request's
+/// extensions (`req.extensions().get::<ResolvedClientIp>()`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ResolvedClientIp(pub IpAddr);
+
+impl<S, B> Transform<S, ServiceRequest> for RateLimit
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    S::Future: 'static,
+    B: 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = Error;
+    type Transform = RateLimitMiddleware<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(RateLimitMiddleware {
+            service: Rc::new(service),
+            limiter: self.limiter.clone(),
+        }))
+    }
+}
+
+/// The service made by [`RateLimit`].
+#[derive(Debug)]
+pub struct RateLimitMiddleware<S> {
+    service: Rc<S>,
+    limiter: Arc<RateLimiter>,
+}
+
+struct ActixHeaders<'a>(&'a HeaderMap);
+
+impl Headers for ActixHeaders<'_> {
+    fn for_each(&self, name: &str, f: &mut dyn FnMut(&[u8])) {
+        for value in self.0.get_all(name) {
+            f(value.as_bytes());
+        }
+    }
+}
+
+impl<S, B> Service<ServiceRequest> for RateLimitMiddleware<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    S::Future: 'static,
+    B: 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = Error;
+    type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let outcome = self.limiter.check_request(&RateLimitRequest::new(
+            req.method().as_str(),
+            req.path(),
+            req.peer_addr().map(|addr| addr.ip()),
+            &ActixHeaders(req.headers()),
+        ));
+        if let Some(ip) = outcome.client_ip() {
+            req.extensions_mut().insert(ResolvedClientIp(ip));
+        }
+        if outcome.is_rejected() {
+            let accept = req.headers().get(header::ACCEPT).map(HeaderValue::as_bytes);
+            let (content_type, body) = outcome.rejection_body(accept);
+            let mut response = HttpResponse::TooManyRequests();
+            response.insert_header((header::CONTENT_TYPE, content_type));
+            response.insert_header((header::CACHE_CONTROL, "no-store"));
+            let mut response = response.body(body);
+            insert_headers(response.headers_mut(), &outcome);
+            let response = req.into_response(response).map_into_right_body();
+            return Box::pin(ready(Ok(response)));
+        }
+        let future = self.service.call(req);
+        Box::pin(async move {
+            let mut response = future.await?;
+            insert_headers(response.headers_mut(), &outcome);
+            Ok(response.map_into_left_body())
+        })
+    }
+}
+
+fn insert_headers(headers: &mut HeaderMap, outcome: &Outcome) {
+    for (name, value) in outcome.headers() {
+        if let Ok(value) = HeaderValue::try_from(value) {
+            headers.insert(HeaderName::from_static(name), value);
+        }
+    }
+}

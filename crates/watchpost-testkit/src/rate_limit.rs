@@ -1,0 +1,259 @@
+//! The rate-limiting conformance suite.
+//!
+//! Every adapter mounts the same app: a handler answering `ok` to any
+//! method on `/` and `/api/chat`, the health probes, all under the rate
+//! limiter of [`fixture`]. The same sequence of requests (on a fake clock)
+//! must get the same statuses, headers and bodies everywhere.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use watchpost::checks::fn_check;
+use watchpost::health::HealthChecks;
+use watchpost::ratelimit::{FakeClock, RateLimiter};
+
+use crate::{Harness, TestRequest, TestResponse};
+
+/// What every adapter's app is built from.
+#[derive(Debug)]
+pub struct Fixture {
+    /// `3/min` per IP, `/api/chat` at `1/min`, the probes exempt.
+    pub limiter: RateLimiter,
+    /// One passing readiness check.
+    pub health: HealthChecks,
+    /// The limiter's clock.
+    pub clock: FakeClock,
+}
+
+/// Builds the fixture.
+pub fn fixture() -> Fixture {
+    let clock = FakeClock::new();
+    let health = HealthChecks::builder()
+        .readiness("db", fn_check(|| async { true }))
+        .build()
+        .expect("valid health configuration");
+    let limiter = RateLimiter::per_ip("3/min".parse().expect("valid quota"))
+        .route("/api/chat", "1/min".parse().expect("valid quota"))
+        .exempt_health(&health)
+        .clock(clock.clone());
+    Fixture {
+        limiter,
+        health,
+        clock,
+    }
+}
+
+enum Step {
+    Request(Expect),
+    Advance(Duration),
+}
+
+struct Expect {
+    method: &'static str,
+    uri: &'static str,
+    peer: Option<&'static str>,
+    headers: Vec<(&'static str, &'static [u8])>,
+    status: u16,
+    /// Exact header values; `None`: must be absent.
+    response_headers: Vec<(&'static str, Option<&'static str>)>,
+    body: Option<&'static str>,
+}
+
+fn req(method: &'static str, uri: &'static str, peer: &'static str, status: u16) -> Expect {
+    Expect {
+        method,
+        uri,
+        peer: Some(peer),
+        headers: Vec::new(),
+        status,
+        response_headers: Vec::new(),
+        body: None,
+    }
+}
+
+impl Expect {
+    fn header(mut self, name: &'static str, value: &'static [u8]) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+    fn has(mut self, name: &'static str, value: &'static str) -> Self {
+        self.response_headers.push((name, Some(value)));
+        self
+    }
+    fn lacks(mut self, name: &'static str) -> Self {
+        self.response_headers.push((name, None));
+        self
+    }
+    fn body(mut self, body: &'static str) -> Self {
+        self.body = Some(body);
+        self
+    }
+    fn step(self) -> Step {
+        Step::Request(self)
+    }
+    /// Not counted: no rate-limit header at all.
+    fn uncounted(self) -> Self {
+        self.lacks("ratelimit")
+            .lacks("ratelimit-policy")
+            .lacks("x-ratelimit-remaining")
+    }
+}
+
+const A: &str = "203.0.113.1:40000";
+const TEXT_429: &str = "Too many requests: retry in 20 seconds.\n";
+
+fn steps() -> Vec<Step> {
+    let policy = r#""default";q=3;w=60"#;
+    vec![
+        // The budget: 3 per minute, one back every 20 s.
+        req("GET", "/", A, 200)
+            .has("ratelimit-policy", policy)
+            .has("ratelimit", r#""default";r=2;t=20"#)
+            .has("x-ratelimit-limit", "3")
+            .has("x-ratelimit-remaining", "2")
+            .has("x-ratelimit-reset", "20")
+            .lacks("retry-after")
+            .body("ok")
+            .step(),
+        req("POST", "/", A, 200)
+            .has("x-ratelimit-remaining", "1")
+            .step(),
+        req("GET", "/anything", A, 200)
+            .has("ratelimit", r#""default";r=0;t=60"#)
+            .step(),
+        req("GET", "/", A, 429)
+            .has("retry-after", "20")
+            .has("ratelimit-policy", policy)
+            .has("ratelimit", r#""default";r=0;t=60"#)
+            .has("x-ratelimit-remaining", "0")
+            .has("x-ratelimit-reset", "60")
+            .has("content-type", "text/plain; charset=utf-8")
+            .has("cache-control", "no-store")
+            .body(TEXT_429)
+            .step(),
+        req("GET", "/", A, 429)
+            .header("accept", b"application/json")
+            .has("content-type", "application/json")
+            .body(r#"{"error":"too_many_requests","retry_after":20}"#)
+            .step(),
+        // The probes and preflight requests are never counted or limited.
+        req("GET", "/livez", A, 200).uncounted().step(),
+        req("GET", "/readyz", A, 200).uncounted().step(),
+        req("GET", "/readyz/db", A, 200).uncounted().step(),
+        req("OPTIONS", "/", A, 200).uncounted().step(),
+        // /api/chat has its own budget, separate from "/".
+        req("POST", "/api/chat", A, 200)
+            .has("ratelimit-policy", r#""/api/chat";q=1;w=60"#)
+            .has("ratelimit", r#""/api/chat";r=0;t=60"#)
+            .step(),
+        req("POST", "/api/chat/stream", A, 429)
+            .has("retry-after", "60")
+            .step(),
+        // A client behind a trusted proxy counts as itself; a forged
+        // leftmost X-Forwarded-For entry changes nothing.
+        req("GET", "/", "10.0.0.2:5000", 200)
+            .header("x-forwarded-for", b"6.6.6.1, 198.51.100.7")
+            .has("x-ratelimit-remaining", "2")
+            .step(),
+        req("GET", "/", "10.0.0.3:5000", 200)
+            .header("x-forwarded-for", b"6.6.6.2, 198.51.100.7")
+            .has("x-ratelimit-remaining", "1")
+            .step(),
+        req("GET", "/", "127.0.0.1:5000", 200)
+            .header("forwarded", b"for=6.6.6.3, for=198.51.100.7;proto=https")
+            .has("x-ratelimit-remaining", "0")
+            .step(),
+        req("GET", "/", "10.0.0.2:5000", 429)
+            .header("x-forwarded-for", b"198.51.100.8, 198.51.100.7")
+            .step(),
+        // An untrusted peer's forwarding headers are ignored: it is A, and
+        // A is out of budget.
+        req("GET", "/", A, 429)
+            .header("x-forwarded-for", b"198.51.100.99")
+            .step(),
+        // Garbage headers never cause an error: the trusted peer counts.
+        req("GET", "/", "10.9.9.9:1", 200)
+            .header("x-forwarded-for", b"\xff\xfe, ,,[::1")
+            .header("forwarded", b"for=\"[unclosed")
+            .has("x-ratelimit-remaining", "2")
+            .step(),
+        // IPv6: one /64 is one client.
+        req("GET", "/", "[2001:db8:1:2::a]:1", 200)
+            .has("x-ratelimit-remaining", "2")
+            .step(),
+        req("GET", "/", "[2001:db8:1:2:ffff::b]:1", 200)
+            .has("x-ratelimit-remaining", "1")
+            .step(),
+        req("GET", "/", "[2001:db8:1:3::a]:1", 200)
+            .has("x-ratelimit-remaining", "2")
+            .step(),
+        // No peer address (the server doesn't provide it): not counted.
+        Expect {
+            peer: None,
+            ..req("GET", "/", A, 200).uncounted()
+        }
+        .step(),
+        // One allowance comes back every 20 s.
+        Step::Advance(Duration::from_secs(20)),
+        req("GET", "/", A, 200)
+            .has("x-ratelimit-remaining", "0")
+            .step(),
+        req("GET", "/", A, 429).step(),
+    ]
+}
+
+/// Runs the sequence against the adapter `make` builds from a fresh
+/// [`fixture`].
+pub async fn run<F, Fut, H>(make: F)
+where
+    F: FnOnce(Fixture) -> Fut,
+    Fut: Future<Output = H>,
+    H: Harness,
+{
+    let fixture = fixture();
+    let clock = fixture.clock.clone();
+    let harness = make(fixture).await;
+    for (i, step) in steps().into_iter().enumerate() {
+        let expect = match step {
+            Step::Advance(by) => {
+                clock.advance(by);
+                continue;
+            }
+            Step::Request(expect) => expect,
+        };
+        let request = TestRequest {
+            method: expect.method,
+            uri: expect.uri.to_owned(),
+            headers: expect
+                .headers
+                .iter()
+                .map(|(n, v)| (*n, v.to_vec()))
+                .collect(),
+            peer: expect
+                .peer
+                .map(|p| p.parse::<SocketAddr>().expect("valid test address")),
+        };
+        let got = harness.call(request).await;
+        check(i, &expect, &got);
+    }
+}
+
+fn check(i: usize, expect: &Expect, got: &TestResponse) {
+    let ctx = format!(
+        "step {i}: {} {} from {:?} -> {} {:?} {}",
+        expect.method,
+        expect.uri,
+        expect.peer,
+        got.status,
+        got.headers,
+        String::from_utf8_lossy(&got.body)
+    );
+    assert_eq!(got.status, expect.status, "status: {ctx}");
+    for (name, value) in &expect.response_headers {
+        assert_eq!(got.header(name), *value, "header {name}: {ctx}");
+    }
+    if let Some(body) = expect.body {
+        assert_eq!(String::from_utf8_lossy(&got.body), body, "body: {ctx}");
+    }
+}

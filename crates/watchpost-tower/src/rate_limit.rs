@@ -1,0 +1,320 @@
+//! [`RateLimitLayer`]: per-client-IP rate limiting for any tower stack.
+
+use std::fmt;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue, ACCEPT, CACHE_CONTROL, CONTENT_TYPE};
+use http::{Extensions, Request, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::Full;
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+use watchpost::ratelimit::{Outcome, RateLimitRequest, RateLimiter};
+
+/// Finds the TCP peer's address in a request's extensions.
+///
+/// The default, [`SocketAddrPeer`], reads a `SocketAddr` extension (insert
+/// one per connection when serving with hyper directly);
+/// `watchpost-axum` provides one that reads axum's `ConnectInfo`.
+pub trait PeerAddr: Clone + Send + Sync + 'static {
+    /// The peer's address, if known.
+    fn peer_addr(&self, extensions: &Extensions) -> Option<IpAddr>;
+}
+
+/// Reads a [`SocketAddr`] (or [`IpAddr`]) request extension.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SocketAddrPeer;
+
+impl PeerAddr for SocketAddrPeer {
+    fn peer_addr(&self, extensions: &Extensions) -> Option<IpAddr> {
+        extensions
+            .get::<SocketAddr>()
+            .map(SocketAddr::ip)
+            .or_else(|| extensions.get::<IpAddr>().copied())
+    }
+}
+
+/// The client address the rate limiter resolved, inserted into the request's
+/// extensions for handlers and logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ResolvedClientIp(pub IpAddr);
+
+/// Applies a [`RateLimiter`] to every request: 429 with `Retry-After` and the
+/// `RateLimit` headers when over quota, the quota headers on allowed
+/// responses. See the [module docs](crate) for an example.
+#[derive(Clone)]
+pub struct RateLimitLayer<P = SocketAddrPeer> {
+    limiter: Arc<RateLimiter>,
+    peer: P,
+}
+
+impl<P> fmt::Debug for RateLimitLayer<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimitLayer")
+            .field("limiter", &self.limiter)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P: PeerAddr + Default> RateLimitLayer<P> {
+    /// A layer applying `limiter`.
+    pub fn new(limiter: RateLimiter) -> Self {
+        Self {
+            limiter: Arc::new(limiter),
+            peer: P::default(),
+        }
+    }
+}
+
+impl<P> RateLimitLayer<P> {
+    /// Uses `peer` to find the TCP peer's address.
+    pub fn with_peer_addr<Q: PeerAddr>(self, peer: Q) -> RateLimitLayer<Q> {
+        RateLimitLayer {
+            limiter: self.limiter,
+            peer,
+        }
+    }
+
+    /// The limiter.
+    pub fn limiter(&self) -> &RateLimiter {
+        &self.limiter
+    }
+}
+
+impl<S, P: Clone> Layer<S> for RateLimitLayer<P> {
+    type Service = RateLimit<S, P>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RateLimit {
+            inner,
+            limiter: self.limiter.clone(),
+            peer: self.peer.clone(),
+        }
+    }
+}
+
+/// The service made by [`RateLimitLayer`].
+#[derive(Clone)]
+pub struct RateLimit<S, P = SocketAddrPeer> {
+    inner: S,
+    limiter: Arc<RateLimiter>,
+    peer: P,
+}
+
+impl<S: fmt::Debug, P> fmt::Debug for RateLimit<S, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimit")
+            .field("inner", &self.inner)
+            .field("limiter", &self.limiter)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, P> RateLimit<S, P> {
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+pin_project! {
+    /// The response body of [`RateLimit`]: the inner service's body, or the
+    /// short text of a 429. Its error is the inner body's.
+    pub struct RateLimitBody<B> {
+        #[pin]
+        kind: BodyKind<B>,
+    }
+}
+
+pin_project! {
+    #[project = BodyProj]
+    enum BodyKind<B> {
+        Inner { #[pin] body: B },
+        Rejected { #[pin] body: Full<Bytes> },
+    }
+}
+
+impl<B> RateLimitBody<B> {
+    fn inner(body: B) -> Self {
+        Self {
+            kind: BodyKind::Inner { body },
+        }
+    }
+
+    fn rejected(body: Full<Bytes>) -> Self {
+        Self {
+            kind: BodyKind::Rejected { body },
+        }
+    }
+}
+
+impl<B> fmt::Debug for RateLimitBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.kind {
+            BodyKind::Inner { .. } => "inner",
+            BodyKind::Rejected { .. } => "rejected",
+        };
+        f.debug_struct("RateLimitBody")
+            .field("kind", &kind)
+            .finish()
+    }
+}
+
+impl<B: Body<Data = Bytes>> Body for RateLimitBody<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.project().kind.project() {
+            BodyProj::Inner { body } => body.poll_frame(cx),
+            BodyProj::Rejected { body } => body.poll_frame(cx).map_err(|never| match never {}),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            BodyKind::Inner { body } => body.is_end_stream(),
+            BodyKind::Rejected { body } => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            BodyKind::Inner { body } => body.size_hint(),
+            BodyKind::Rejected { body } => body.size_hint(),
+        }
+    }
+}
+
+impl<S, P, ReqBody, ResBody> Service<Request<ReqBody>> for RateLimit<S, P>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Body<Data = Bytes>,
+    P: PeerAddr,
+{
+    type Response = Response<RateLimitBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let peer = self.peer.peer_addr(req.extensions());
+        let outcome = self.limiter.check_request(&RateLimitRequest::new(
+            req.method().as_str(),
+            req.uri().path(),
+            peer,
+            req.headers(),
+        ));
+        if let Some(ip) = outcome.client_ip() {
+            req.extensions_mut().insert(ResolvedClientIp(ip));
+        }
+        if outcome.is_rejected() {
+            let accept = req.headers().get(ACCEPT).map(HeaderValue::as_bytes);
+            return ResponseFuture {
+                kind: FutureKind::Rejected {
+                    response: Some(rejection(&outcome, accept)),
+                },
+            };
+        }
+        ResponseFuture {
+            kind: FutureKind::Inner {
+                future: self.inner.call(req),
+                outcome: Some(outcome),
+            },
+        }
+    }
+}
+
+fn insert_headers(headers: &mut http::HeaderMap, outcome: &Outcome) {
+    for (name, value) in outcome.headers() {
+        if let Ok(value) = HeaderValue::try_from(value) {
+            headers.insert(HeaderName::from_static(name), value);
+        }
+    }
+}
+
+fn rejection(outcome: &Outcome, accept: Option<&[u8]>) -> Response<Full<Bytes>> {
+    let (content_type, body) = outcome.rejection_body(accept);
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    insert_headers(headers, outcome);
+    response
+}
+
+pin_project! {
+    /// Response future of [`RateLimit`].
+    pub struct ResponseFuture<F> {
+        #[pin]
+        kind: FutureKind<F>,
+    }
+}
+
+pin_project! {
+    #[project = FutureProj]
+    enum FutureKind<F> {
+        // Over quota: the 429, ready.
+        Rejected { response: Option<Response<Full<Bytes>>> },
+        // Allowed: the inner service's future, then the quota headers.
+        Inner { #[pin] future: F, outcome: Option<Outcome> },
+    }
+}
+
+impl<F> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: Body<Data = Bytes>,
+{
+    type Output = Result<Response<RateLimitBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            FutureProj::Rejected { response } => match response.take() {
+                Some(response) => Poll::Ready(Ok(response.map(RateLimitBody::rejected))),
+                // Polled again after completion: stay pending, as futures may.
+                None => Poll::Pending,
+            },
+            FutureProj::Inner { future, outcome } => {
+                let response = match future.poll(cx) {
+                    Poll::Ready(result) => result?,
+                    Poll::Pending => return Poll::Pending,
+                };
+                let mut response = response.map(RateLimitBody::inner);
+                if let Some(outcome) = outcome.take() {
+                    insert_headers(response.headers_mut(), &outcome);
+                }
+                Poll::Ready(Ok(response))
+            }
+        }
+    }
+}

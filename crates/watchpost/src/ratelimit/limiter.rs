@@ -1,0 +1,573 @@
+//! [`RateLimiter`]: per-client-IP limits for HTTP requests, with per-route
+//! quotas, exempt paths and the response headers, framework-free.
+
+use std::borrow::Cow;
+use std::fmt::{self, Write as _};
+use std::net::{IpAddr, Ipv6Addr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::keyed::{Decision, KeyedRateLimiter};
+use super::quota::Quota;
+use super::store::FakeClock;
+use crate::client_ip::{ClientIpResolver, Headers, IpNet};
+use crate::health::HealthChecks;
+
+/// How a 429 body is written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BodyFormat {
+    /// JSON when the request's `Accept` asks for JSON, plain text otherwise.
+    #[default]
+    Auto,
+    /// Always JSON: `{"error":"too_many_requests","retry_after":N}`.
+    Json,
+    /// Always plain text.
+    Text,
+}
+
+/// Per-client-IP rate limiting for HTTP requests: the policy every adapter
+/// (tower, axum, actix-web) applies the same way.
+///
+/// - **Keys.** The client address comes from [`ClientIpResolver`]: the peer
+///   address, or the forwarding headers when the peer is a trusted proxy
+///   (by default loopback and private ranges; see
+///   [`client_ip`](crate::client_ip) for the trust model). IPv6 clients are
+///   grouped by /64 (one household or server), configurable with
+///   [`group_ipv6`](Self::group_ipv6).
+/// - **Quotas.** One default quota, and tighter (or looser) quotas for path
+///   prefixes with [`route`](Self::route): the longest matching prefix wins,
+///   each route counts separately, nothing stacks.
+/// - **Not counted:** paths under [`exempt`](Self::exempt) prefixes (the
+///   health probes with [`exempt_health`](Self::exempt_health)) and
+///   `OPTIONS` (CORS preflight) unless [`count_options`](Self::count_options).
+/// - **Answers.** Rejected requests get 429 with `Retry-After` in whole
+///   seconds (rounded up, never 0), the IETF `RateLimit-Policy` and
+///   `RateLimit` headers and `X-RateLimit-Limit`/`-Remaining`/`-Reset`;
+///   allowed responses carry the same quota headers.
+/// - **Memory** stays bounded with no task to run: see [`KeyedRateLimiter`].
+///
+/// ```
+/// use std::net::IpAddr;
+/// use watchpost::ratelimit::{Quota, RateLimiter, RateLimitRequest};
+///
+/// let limiter = RateLimiter::per_ip("2/min".parse::<Quota>()?)
+///     .route("/api/chat", "1/min".parse()?)
+///     .exempt("/healthz");
+/// let peer: IpAddr = "203.0.113.7".parse()?;
+/// let headers = http::HeaderMap::new();
+/// let chat = RateLimitRequest::new("POST", "/api/chat", Some(peer), &headers);
+/// assert!(!limiter.check_request(&chat).is_rejected());
+/// let again = limiter.check_request(&chat);
+/// assert!(again.is_rejected());
+/// assert!(again.headers().any(|(name, value)| name == "retry-after" && value == "60"));
+/// // "/" has its own, separate budget.
+/// let home = RateLimitRequest::new("GET", "/", Some(peer), &headers);
+/// assert!(!limiter.check_request(&home).is_rejected());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct RateLimiter {
+    resolver: ClientIpResolver,
+    ipv6_prefix: u8,
+    default: Rule,
+    /// Longest prefix first.
+    routes: Vec<(Cow<'static, str>, Rule)>,
+    exempt: Vec<Cow<'static, str>>,
+    count_options: bool,
+    body: BodyFormat,
+    max_keys: Option<usize>,
+    clock: Option<FakeClock>,
+    missing_peer_logged: Arc<AtomicBool>,
+}
+
+#[derive(Clone)]
+struct Rule {
+    limiter: KeyedRateLimiter<IpAddr>,
+    policy: Arc<Policy>,
+}
+
+/// A quota's name and its precomputed `RateLimit-Policy` value.
+#[derive(Debug)]
+struct Policy {
+    name: String,
+    header: String,
+}
+
+impl Policy {
+    fn new(name: &str, quota: Quota) -> Self {
+        // A structured-field string: printable ASCII, with `"` and `\` escaped.
+        let name: String = name
+            .chars()
+            .filter(|c| c.is_ascii_graphic() || *c == ' ')
+            .collect();
+        let quoted = name.replace('\\', "\\\\").replace('"', "\\\"");
+        let header = format!(
+            "\"{quoted}\";q={};w={}",
+            quota.burst_size(),
+            ceil_secs(quota.window())
+        );
+        Self {
+            name: quoted,
+            header,
+        }
+    }
+}
+
+impl fmt::Debug for RateLimiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimiter")
+            .field("resolver", &self.resolver)
+            .field("ipv6_prefix", &self.ipv6_prefix)
+            .field("quota", &self.default.limiter.quota())
+            .field(
+                "routes",
+                &self
+                    .routes
+                    .iter()
+                    .map(|(p, r)| (p, r.limiter.quota()))
+                    .collect::<Vec<_>>(),
+            )
+            .field("exempt", &self.exempt)
+            .field("count_options", &self.count_options)
+            .field("body", &self.body)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RateLimiter {
+    /// Limits each client IP to `quota` on every path (until refined with
+    /// [`route`](Self::route) and [`exempt`](Self::exempt)).
+    pub fn per_ip(quota: Quota) -> Self {
+        Self {
+            resolver: ClientIpResolver::new(),
+            ipv6_prefix: 64,
+            default: Rule::new("default", quota, None, None),
+            routes: Vec::new(),
+            exempt: Vec::new(),
+            count_options: false,
+            body: BodyFormat::Auto,
+            max_keys: None,
+            clock: None,
+            missing_peer_logged: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Trusts these proxies' forwarding headers, replacing the default
+    /// (loopback and private ranges).
+    #[must_use]
+    pub fn trust_proxies(mut self, cidrs: impl IntoIterator<Item = IpNet>) -> Self {
+        self.resolver = self.resolver.trust_proxies(cidrs);
+        self
+    }
+
+    /// Uses only the peer address: no forwarding header is trusted.
+    #[must_use]
+    pub fn trust_none(mut self) -> Self {
+        self.resolver = self.resolver.trust_none();
+        self
+    }
+
+    /// Uses this resolver (for presets such as
+    /// [`ClientIpResolver::cloudflare`]).
+    #[must_use]
+    pub fn client_ip(mut self, resolver: ClientIpResolver) -> Self {
+        self.resolver = resolver;
+        self
+    }
+
+    /// Counts IPv6 clients by this prefix length (default 64: one /64 is
+    /// one client, as ISPs hand out a /64 or more per customer). Clamped to
+    /// 1..=128.
+    #[must_use]
+    pub fn group_ipv6(mut self, prefix: u8) -> Self {
+        self.ipv6_prefix = prefix.clamp(1, 128);
+        self
+    }
+
+    /// Applies `quota` instead of the default to paths under `prefix`
+    /// (`"/api/chat"` covers `/api/chat` and `/api/chat/...`, not
+    /// `/api/chatty`). The longest matching prefix wins; each route has its
+    /// own budget per client.
+    #[must_use]
+    pub fn route(mut self, prefix: impl Into<Cow<'static, str>>, quota: Quota) -> Self {
+        let prefix = normalize_prefix(prefix.into());
+        let rule = Rule::new(&prefix, quota, self.max_keys, self.clock.clone());
+        self.routes.retain(|(p, _)| *p != prefix);
+        self.routes.push((prefix, rule));
+        self.routes
+            .sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
+        self
+    }
+
+    /// Never counts or limits paths under `prefix`.
+    #[must_use]
+    pub fn exempt(mut self, prefix: impl Into<Cow<'static, str>>) -> Self {
+        self.exempt.push(normalize_prefix(prefix.into()));
+        self
+    }
+
+    /// Exempts the health probes' paths (`/livez`, `/readyz`, `/healthz` and
+    /// their `/<check>` sub-paths, or the configured ones), so probes are
+    /// never rate-limited when mounted under the same layer.
+    #[must_use]
+    pub fn exempt_health(self, health: &HealthChecks) -> Self {
+        health
+            .probe_paths()
+            .into_iter()
+            .fold(self, |limiter, path| limiter.exempt(path.to_owned()))
+    }
+
+    /// Whether `OPTIONS` requests (CORS preflight) count (default: no).
+    #[must_use]
+    pub fn count_options(mut self, count: bool) -> Self {
+        self.count_options = count;
+        self
+    }
+
+    /// How 429 bodies are written (default: JSON if the client accepts
+    /// JSON, plain text otherwise).
+    #[must_use]
+    pub fn body_format(mut self, format: BodyFormat) -> Self {
+        self.body = format;
+        self
+    }
+
+    /// Caps the keys tracked by each quota (default: about 64 MiB of state).
+    /// Configure before use: this starts from empty state.
+    #[must_use]
+    pub fn max_keys(mut self, max_keys: usize) -> Self {
+        self.max_keys = Some(max_keys);
+        self.rebuild()
+    }
+
+    /// Uses a [`FakeClock`] (for tests). Configure before use.
+    #[must_use]
+    pub fn clock(mut self, clock: FakeClock) -> Self {
+        self.clock = Some(clock);
+        self.rebuild()
+    }
+
+    fn rebuild(mut self) -> Self {
+        let (max_keys, clock) = (self.max_keys, self.clock.clone());
+        self.default = Rule::new(
+            "default",
+            self.default.limiter.quota(),
+            max_keys,
+            clock.clone(),
+        );
+        for (prefix, rule) in &mut self.routes {
+            *rule = Rule::new(prefix, rule.limiter.quota(), max_keys, clock.clone());
+        }
+        self
+    }
+
+    /// The client address resolver.
+    pub fn resolver(&self) -> &ClientIpResolver {
+        &self.resolver
+    }
+
+    /// The key an address is counted under (IPv6 grouped by prefix).
+    pub fn key_for(&self, ip: IpAddr) -> IpAddr {
+        match ip.to_canonical() {
+            IpAddr::V6(v6) => {
+                let mask = u128::MAX << (128 - u32::from(self.ipv6_prefix));
+                IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask))
+            }
+            v4 => v4,
+        }
+    }
+
+    /// Counts one request from `client` against the default quota.
+    pub fn check(&self, client: IpAddr) -> Decision {
+        self.default.limiter.check(&self.key_for(client))
+    }
+
+    /// Resolves the client, picks the quota for the path and counts the
+    /// request (unless exempt).
+    pub fn check_request(&self, req: &RateLimitRequest<'_>) -> Outcome {
+        let Some(peer) = req.peer else {
+            if !self.missing_peer_logged.swap(true, Ordering::Relaxed) {
+                tracing::error!(
+                    "rate limiting is off: the server does not pass the peer address \
+                     (with axum, serve `app.into_make_service_with_connect_info::<SocketAddr>()`)"
+                );
+            }
+            return Outcome::not_counted(None, self.body);
+        };
+        let client = self.resolver.resolve(peer, req.headers);
+        if (req.method == "OPTIONS" && !self.count_options)
+            || self.exempt.iter().any(|p| path_under(req.path, p))
+        {
+            return Outcome::not_counted(Some(client), self.body);
+        }
+        let rule = self
+            .routes
+            .iter()
+            .find(|(prefix, _)| path_under(req.path, prefix))
+            .map_or(&self.default, |(_, rule)| rule);
+        let decision = rule.limiter.check(&self.key_for(client));
+        Outcome {
+            client_ip: Some(client),
+            checked: Some((decision, rule.policy.clone())),
+            body: self.body,
+        }
+    }
+
+    /// Keys tracked, over all quotas.
+    pub fn len(&self) -> usize {
+        self.default.limiter.len()
+            + self
+                .routes
+                .iter()
+                .map(|(_, r)| r.limiter.len())
+                .sum::<usize>()
+    }
+
+    /// Whether no key is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops refilled keys of every quota (see
+    /// [`KeyedRateLimiter::retain_recent`]).
+    pub fn retain_recent(&self) {
+        self.default.limiter.retain_recent();
+        for (_, rule) in &self.routes {
+            rule.limiter.retain_recent();
+        }
+    }
+}
+
+impl Rule {
+    fn new(name: &str, quota: Quota, max_keys: Option<usize>, clock: Option<FakeClock>) -> Self {
+        let mut limiter = KeyedRateLimiter::new(quota);
+        if let Some(max_keys) = max_keys {
+            limiter = limiter.max_keys(max_keys);
+        }
+        if let Some(clock) = clock {
+            limiter = limiter.clock(clock);
+        }
+        Self {
+            limiter,
+            policy: Arc::new(Policy::new(name, quota)),
+        }
+    }
+}
+
+fn normalize_prefix(prefix: Cow<'static, str>) -> Cow<'static, str> {
+    let trimmed = prefix.trim().trim_end_matches('/');
+    let with_slash = if trimmed.starts_with('/') {
+        Cow::Borrowed(trimmed)
+    } else {
+        Cow::Owned(format!("/{trimmed}"))
+    };
+    if with_slash == prefix {
+        prefix
+    } else {
+        Cow::Owned(with_slash.into_owned())
+    }
+}
+
+/// Whether `path` is `prefix` or below it (segment-wise; `/` covers all).
+fn path_under(path: &str, prefix: &str) -> bool {
+    if prefix == "/" {
+        return true;
+    }
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
+}
+
+fn ceil_secs(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+/// The parts of a request the rate limiter looks at.
+#[derive(Clone, Copy)]
+pub struct RateLimitRequest<'a> {
+    method: &'a str,
+    path: &'a str,
+    peer: Option<IpAddr>,
+    headers: &'a dyn Headers,
+}
+
+impl<'a> RateLimitRequest<'a> {
+    /// A request: method, path (no query), the TCP peer's address (`None`
+    /// if the server doesn't provide it: the request is then not counted and
+    /// an error is logged once), and the headers.
+    pub fn new(
+        method: &'a str,
+        path: &'a str,
+        peer: Option<IpAddr>,
+        headers: &'a dyn Headers,
+    ) -> Self {
+        Self {
+            method,
+            path,
+            peer,
+            headers,
+        }
+    }
+}
+
+impl fmt::Debug for RateLimitRequest<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimitRequest")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`RateLimiter::check_request`] decided, and what to answer.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    client_ip: Option<IpAddr>,
+    checked: Option<(Decision, Arc<Policy>)>,
+    body: BodyFormat,
+}
+
+impl Outcome {
+    fn not_counted(client_ip: Option<IpAddr>, body: BodyFormat) -> Self {
+        Self {
+            client_ip,
+            checked: None,
+            body,
+        }
+    }
+
+    /// The resolved client address (`None` without a peer address).
+    pub fn client_ip(&self) -> Option<IpAddr> {
+        self.client_ip
+    }
+
+    /// The decision, if the request was counted (not exempt).
+    pub fn decision(&self) -> Option<&Decision> {
+        self.checked.as_ref().map(|(d, _)| d)
+    }
+
+    /// Whether to answer 429 instead of calling the service.
+    pub fn is_rejected(&self) -> bool {
+        self.decision().is_some_and(|d| !d.allowed)
+    }
+
+    /// The headers to add to the response (allowed or rejected; none when not
+    /// counted): `RateLimit-Policy`, `RateLimit`, `X-RateLimit-Limit`,
+    /// `X-RateLimit-Remaining`, `X-RateLimit-Reset`, and, on 429,
+    /// `Retry-After`. Names are lowercase.
+    pub fn headers(&self) -> impl Iterator<Item = (&'static str, String)> + '_ {
+        let mut out: Vec<(&'static str, String)> = Vec::new();
+        if let Some((d, policy)) = &self.checked {
+            let reset = ceil_secs(d.reset_after);
+            let mut rate = String::with_capacity(policy.name.len() + 24);
+            let _ = write!(rate, "\"{}\";r={};t={}", policy.name, d.remaining, reset);
+            out.reserve(6);
+            out.push(("ratelimit-policy", policy.header.clone()));
+            out.push(("ratelimit", rate));
+            out.push(("x-ratelimit-limit", d.limit.to_string()));
+            out.push(("x-ratelimit-remaining", d.remaining.to_string()));
+            out.push(("x-ratelimit-reset", reset.to_string()));
+            if let Some(retry) = d.retry_after {
+                out.push(("retry-after", retry_after_secs(retry).to_string()));
+            }
+        }
+        out.into_iter()
+    }
+
+    /// The 429 answer's content type and body, given the request's `Accept`
+    /// header. `Cache-Control: no-store` goes with it: a rejection must not
+    /// be cached.
+    pub fn rejection_body(&self, accept: Option<&[u8]>) -> (&'static str, Bytes) {
+        let retry = self
+            .decision()
+            .and_then(|d| d.retry_after)
+            .map_or(1, retry_after_secs);
+        let json = match self.body {
+            BodyFormat::Json => true,
+            BodyFormat::Text => false,
+            BodyFormat::Auto => accept.is_some_and(accepts_json),
+        };
+        if json {
+            let body = format!(r#"{{"error":"too_many_requests","retry_after":{retry}}}"#);
+            ("application/json", Bytes::from(body))
+        } else {
+            let unit = if retry == 1 { "second" } else { "seconds" };
+            let body = format!("Too many requests: retry in {retry} {unit}.\n");
+            ("text/plain; charset=utf-8", Bytes::from(body))
+        }
+    }
+}
+
+/// Whole seconds, rounded up, never 0 (`Retry-After: 0` invites a retry storm).
+fn retry_after_secs(d: Duration) -> u64 {
+    ceil_secs(d).max(1)
+}
+
+fn accepts_json(accept: &[u8]) -> bool {
+    let accept = String::from_utf8_lossy(accept).to_ascii_lowercase();
+    accept.split(',').any(|range| {
+        let media = range.split(';').next().unwrap_or("").trim();
+        media == "application/json" || media.ends_with("+json")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_match_by_segment() {
+        assert!(path_under("/api/chat", "/api/chat"));
+        assert!(path_under("/api/chat/stream", "/api/chat"));
+        assert!(!path_under("/api/chatty", "/api/chat"));
+        assert!(path_under("/anything", "/"));
+        assert_eq!(normalize_prefix("api/chat/".into()), "/api/chat");
+    }
+
+    #[test]
+    fn retry_after_is_never_zero() {
+        assert_eq!(retry_after_secs(Duration::from_millis(1)), 1);
+        assert_eq!(retry_after_secs(Duration::from_millis(1001)), 2);
+        assert_eq!(retry_after_secs(Duration::ZERO), 1);
+    }
+
+    #[test]
+    fn json_detection() {
+        assert!(accepts_json(b"application/json"));
+        assert!(accepts_json(b"text/html, application/problem+json;q=0.9"));
+        assert!(!accepts_json(b"*/*"));
+        assert!(!accepts_json(b"\xff\xfe"));
+    }
+
+    #[test]
+    fn ipv6_is_grouped_by_prefix() {
+        let limiter = RateLimiter::per_ip("1/min".parse().unwrap());
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(limiter.key_for(a), limiter.key_for(b));
+        assert_ne!(limiter.key_for(a), limiter.key_for(c));
+        assert!(limiter.check(a).allowed);
+        assert!(!limiter.check(b).allowed, "same /64: same budget");
+        assert!(limiter.check(c).allowed);
+        let per_48 = RateLimiter::per_ip("1/min".parse().unwrap()).group_ipv6(48);
+        assert_eq!(per_48.key_for(a), per_48.key_for(c));
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        assert_eq!(
+            limiter.key_for(mapped),
+            "192.0.2.1".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn policy_names_are_valid_structured_field_strings() {
+        let p = Policy::new("/we\"ird\\path\u{e9}", "10/min".parse().unwrap());
+        assert_eq!(p.header, r#""/we\"ird\\path";q=10;w=60"#);
+    }
+}

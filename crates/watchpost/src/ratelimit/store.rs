@@ -1,0 +1,234 @@
+//! A sharded, capped state store for governor, and the limiter's clock.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{BuildHasher, Hash, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use governor::clock::Clock;
+use governor::nanos::Nanos;
+use governor::state::keyed::ShrinkableKeyedStateStore;
+use governor::state::StateStore;
+
+const SHARDS: usize = 64;
+
+/// A clock you move by hand, for deterministic tests of rate limits.
+///
+/// Clones share the same time.
+///
+/// ```
+/// use std::num::NonZeroU32;
+/// use std::time::Duration;
+/// use watchpost::ratelimit::{FakeClock, KeyedRateLimiter, Quota};
+///
+/// let clock = FakeClock::new();
+/// let limiter = KeyedRateLimiter::new(Quota::per_second(NonZeroU32::MIN)).clock(clock.clone());
+/// assert!(limiter.check(&"alice").allowed);
+/// assert!(!limiter.check(&"alice").allowed);
+/// clock.advance(Duration::from_secs(1));
+/// assert!(limiter.check(&"alice").allowed);
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct FakeClock(Arc<AtomicU64>);
+
+impl FakeClock {
+    /// A clock at time zero.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, by: Duration) {
+        let nanos = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
+        self.0.fetch_add(nanos, Ordering::AcqRel);
+    }
+}
+
+/// The limiter's time source: the monotonic clock, or a [`FakeClock`].
+#[derive(Clone, Debug)]
+pub(crate) enum LimiterClock {
+    Real(std::time::Instant),
+    Fake(FakeClock),
+}
+
+impl LimiterClock {
+    pub(crate) fn real() -> Self {
+        LimiterClock::Real(std::time::Instant::now())
+    }
+}
+
+impl Clock for LimiterClock {
+    type Instant = Nanos;
+
+    fn now(&self) -> Nanos {
+        match self {
+            LimiterClock::Real(origin) => Nanos::from(origin.elapsed()),
+            LimiterClock::Fake(fake) => Nanos::new(fake.0.load(Ordering::Acquire)),
+        }
+    }
+}
+
+/// Per-key GCRA state ("theoretical arrival time", in nanoseconds since the
+/// limiter started), sharded, with a cap on the number of keys.
+///
+/// Memory stays bounded without anyone running a cleanup task: when a shard
+/// is full, inserting a new key first drops every key whose bucket has
+/// refilled (its state is the same as no state: nothing is lost), then, if
+/// the shard is still full, the most idle eighth of the keys that are not
+/// currently being limited. Only if every key of the shard is being limited
+/// are the least-limited of them evicted, so memory stays bounded even under
+/// a flood of distinct, abusive keys.
+pub(crate) struct Store<K> {
+    shards: Box<[Mutex<Shard<K>>]>,
+    hasher: RandomState,
+    cap_per_shard: usize,
+    clock: LimiterClock,
+    /// The clock reading the limiter measures from, set right after the
+    /// governor limiter is built (so "now" here is never ahead of governor's).
+    start: Arc<AtomicU64>,
+    /// Nanoseconds a key may be ahead of now and still have capacity left:
+    /// GCRA's tolerance, `(burst - 1) × interval`.
+    tau: u64,
+}
+
+struct Shard<K> {
+    map: HashMap<K, u64>,
+}
+
+impl<K> fmt::Debug for Store<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("shards", &self.shards.len())
+            .field("cap_per_shard", &self.cap_per_shard)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K: Hash + Eq + Clone> Store<K> {
+    pub(crate) fn new(
+        max_keys: usize,
+        clock: LimiterClock,
+        tau: Duration,
+        start: Arc<AtomicU64>,
+    ) -> Self {
+        let shards = (0..SHARDS)
+            .map(|_| {
+                Mutex::new(Shard {
+                    map: HashMap::new(),
+                })
+            })
+            .collect();
+        Self {
+            shards,
+            hasher: RandomState::new(),
+            cap_per_shard: max_keys.div_ceil(SHARDS).max(1),
+            clock,
+            start,
+            tau: u64::try_from(tau.as_nanos()).unwrap_or(u64::MAX),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.clock
+            .now()
+            .as_u64()
+            .saturating_sub(self.start.load(Ordering::Acquire))
+    }
+
+    fn shard(&self, key: &K) -> MutexGuard<'_, Shard<K>> {
+        let index = (self.hasher.hash_one(key) as usize) % self.shards.len();
+        self.shards[index]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn shards(&self) -> impl Iterator<Item = MutexGuard<'_, Shard<K>>> {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Frees room in a full shard (see the type's docs).
+    fn make_room(&self, shard: &mut Shard<K>) {
+        let now = self.now();
+        // Refilled buckets carry no information.
+        shard.map.retain(|_, tat| *tat > now);
+        if shard.map.len() < self.cap_per_shard {
+            return;
+        }
+        let target = (self.cap_per_shard / 8).max(1);
+        // Keys with capacity left (tat <= now + tau) are not being limited;
+        // the most idle of them (smallest tat) go first.
+        let limit_line = now.saturating_add(self.tau);
+        let mut idle: Vec<u64> = shard
+            .map
+            .values()
+            .copied()
+            .filter(|t| *t <= limit_line)
+            .collect();
+        if idle.is_empty() {
+            // Every key here is being limited: evict the least limited, so a
+            // flood of abusive keys can't grow memory.
+            idle = shard.map.values().copied().collect();
+        }
+        let n = target.min(idle.len());
+        let (_, threshold, _) = idle.select_nth_unstable(n - 1);
+        let threshold = *threshold;
+        let mut removed = 0;
+        shard.map.retain(|_, tat| {
+            if removed < n && *tat <= threshold {
+                removed += 1;
+                false
+            } else {
+                true
+            }
+        });
+    }
+}
+
+impl<K: Hash + Eq + Clone> StateStore for Store<K> {
+    type Key = K;
+
+    fn measure_and_replace<T, F, E>(&self, key: &K, f: F) -> Result<T, E>
+    where
+        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
+    {
+        let mut shard = self.shard(key);
+        if let Some(tat) = shard.map.get_mut(key) {
+            let (result, new) = f(Some(Nanos::new(*tat)))?;
+            *tat = new.as_u64();
+            return Ok(result);
+        }
+        let (result, new) = f(None)?;
+        if shard.map.len() >= self.cap_per_shard {
+            self.make_room(&mut shard);
+        }
+        shard.map.insert(key.clone(), new.as_u64());
+        Ok(result)
+    }
+}
+
+impl<K: Hash + Eq + Clone> ShrinkableKeyedStateStore<K> for Store<K> {
+    fn retain_recent(&self, drop_below: Nanos) {
+        let drop_below = drop_below.as_u64();
+        for mut shard in self.shards() {
+            shard.map.retain(|_, tat| *tat >= drop_below);
+        }
+    }
+
+    fn shrink_to_fit(&self) {
+        for mut shard in self.shards() {
+            shard.map.shrink_to_fit();
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.shards().map(|s| s.map.len()).sum()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.shards().all(|s| s.map.is_empty())
+    }
+}
