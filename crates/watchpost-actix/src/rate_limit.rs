@@ -133,8 +133,9 @@ where
 
 fn insert_headers(headers: &mut HeaderMap, outcome: &Outcome) {
     for (name, value) in outcome.headers() {
-        if let Ok(value) = HeaderValue::try_from(value) {
-            headers.insert(HeaderName::from_static(name), value);
+        // The core writes ASCII; an invalid value would be skipped, not fail.
+        if let Ok(value) = HeaderValue::from_maybe_shared(value) {
+            headers.insert(HeaderName::from_static(name.as_str()), value);
         }
     }
 }

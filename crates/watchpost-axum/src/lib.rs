@@ -46,6 +46,7 @@
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 
+use axum::extract::connect_info::MockConnectInfo;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::Extensions;
@@ -77,8 +78,9 @@ where
         })
 }
 
-/// Reads the peer address from axum's [`ConnectInfo<SocketAddr>`] (or a
-/// plain `SocketAddr` extension).
+/// Reads the peer address from axum's [`ConnectInfo<SocketAddr>`], or in
+/// tests from [`MockConnectInfo<SocketAddr>`] or a plain `SocketAddr`
+/// extension.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ConnectInfoPeer;
 
@@ -92,6 +94,11 @@ fn peer_addr(extensions: &Extensions) -> Option<IpAddr> {
     extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip())
+        .or_else(|| {
+            extensions
+                .get::<MockConnectInfo<SocketAddr>>()
+                .map(|MockConnectInfo(addr)| addr.ip())
+        })
         .or_else(|| extensions.get::<SocketAddr>().map(SocketAddr::ip))
 }
 

@@ -15,7 +15,7 @@ use http_body_util::Full;
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
-use watchpost::ratelimit::{Outcome, RateLimitRequest, RateLimiter};
+use watchpost::ratelimit::{Outcome, RateLimitHeader, RateLimitRequest, RateLimiter};
 
 /// Finds the TCP peer's address in a request's extensions.
 ///
@@ -249,9 +249,28 @@ where
 
 fn insert_headers(headers: &mut http::HeaderMap, outcome: &Outcome) {
     for (name, value) in outcome.headers() {
-        if let Ok(value) = HeaderValue::try_from(value) {
-            headers.insert(HeaderName::from_static(name), value);
+        // The core writes ASCII; an invalid value would be skipped, not fail.
+        if let Ok(value) = HeaderValue::from_maybe_shared(value) {
+            headers.insert(header_name(name), value);
         }
+    }
+}
+
+/// The header names as constants (no parsing per request).
+fn header_name(header: RateLimitHeader) -> HeaderName {
+    const POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+    const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+    const LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+    const REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+    const RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+    match header {
+        RateLimitHeader::Policy => POLICY,
+        RateLimitHeader::RateLimit => RATELIMIT,
+        RateLimitHeader::Limit => LIMIT,
+        RateLimitHeader::Remaining => REMAINING,
+        RateLimitHeader::Reset => RESET,
+        RateLimitHeader::RetryAfter => http::header::RETRY_AFTER,
+        other => HeaderName::from_static(other.as_str()),
     }
 }
 

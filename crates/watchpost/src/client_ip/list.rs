@@ -24,7 +24,33 @@ const MAX_NODE_BYTES: usize = 64;
 
 /// Whether canonical `ip` is in `nets`.
 pub(super) fn contains(nets: &[IpNet], ip: IpAddr) -> bool {
-    nets.iter().any(|net| net.contains(&ip))
+    // Integer compares per family: this runs on every request.
+    match ip {
+        IpAddr::V4(v4) => {
+            let addr = u32::from(v4);
+            nets.iter().any(|net| match net {
+                IpNet::V4(net) => {
+                    let mask = u32::MAX
+                        .checked_shl(32 - u32::from(net.prefix_len()))
+                        .unwrap_or(0);
+                    (addr ^ u32::from(net.addr())) & mask == 0
+                }
+                IpNet::V6(_) => false,
+            })
+        }
+        IpAddr::V6(v6) => {
+            let addr = u128::from(v6);
+            nets.iter().any(|net| match net {
+                IpNet::V6(net) => {
+                    let mask = u128::MAX
+                        .checked_shl(128 - u32::from(net.prefix_len()))
+                        .unwrap_or(0);
+                    (addr ^ u128::from(net.addr())) & mask == 0
+                }
+                IpNet::V4(_) => false,
+            })
+        }
+    }
 }
 
 /// The list syntax of a forwarding header.

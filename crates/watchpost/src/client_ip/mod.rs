@@ -130,7 +130,16 @@ pub trait Headers {
 
 impl Headers for http::HeaderMap {
     fn for_each(&self, name: &str, f: &mut dyn FnMut(&[u8])) {
-        for value in self.get_all(name) {
+        const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
+        const X_REAL_IP: http::HeaderName = http::HeaderName::from_static("x-real-ip");
+        // The resolver's own names are constants: no parsing per request.
+        let values = match name {
+            "forwarded" => self.get_all(http::header::FORWARDED),
+            "x-forwarded-for" => self.get_all(X_FORWARDED_FOR),
+            "x-real-ip" => self.get_all(X_REAL_IP),
+            other => self.get_all(other),
+        };
+        for value in values {
             f(value.as_bytes());
         }
     }
@@ -143,7 +152,9 @@ impl Headers for http::HeaderMap {
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum HeaderSource {
-    /// `Forwarded` if present, else `X-Forwarded-For`, else `X-Real-IP`.
+    /// Whichever of `Forwarded`, `X-Forwarded-For` and `X-Real-IP` the
+    /// request has; when several are present they must name the same client,
+    /// or the peer is used (one of them is forged).
     #[default]
     Auto,
     /// RFC 7239 `Forwarded` only.

@@ -2,13 +2,13 @@
 //! quotas, exempt paths and the response headers, framework-free.
 
 use std::borrow::Cow;
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use super::keyed::{Decision, KeyedRateLimiter};
 use super::quota::Quota;
@@ -63,7 +63,7 @@ pub enum BodyFormat {
 /// assert!(!limiter.check_request(&chat).is_rejected());
 /// let again = limiter.check_request(&chat);
 /// assert!(again.is_rejected());
-/// assert!(again.headers().any(|(name, value)| name == "retry-after" && value == "60"));
+/// assert!(again.headers().any(|(name, value)| name.as_str() == "retry-after" && value == "60"));
 /// // "/" has its own, separate budget.
 /// let home = RateLimitRequest::new("GET", "/", Some(peer), &headers);
 /// assert!(!limiter.check_request(&home).is_rejected());
@@ -78,6 +78,7 @@ pub struct RateLimiter {
     routes: Vec<(Cow<'static, str>, Rule)>,
     exempt: Vec<Cow<'static, str>>,
     count_options: bool,
+    legacy_headers: bool,
     body: BodyFormat,
     max_keys: Option<usize>,
     clock: Option<FakeClock>,
@@ -90,11 +91,15 @@ struct Rule {
     policy: Arc<Policy>,
 }
 
-/// A quota's name and its precomputed `RateLimit-Policy` value.
+/// A quota's name and its precomputed header values.
 #[derive(Debug)]
 struct Policy {
-    name: String,
-    header: String,
+    /// `"name";r=`, the start of the `RateLimit` value.
+    rate_prefix: Bytes,
+    /// `RateLimit-Policy`.
+    header: Bytes,
+    /// `X-RateLimit-Limit`.
+    limit: Bytes,
 }
 
 impl Policy {
@@ -111,8 +116,9 @@ impl Policy {
             ceil_secs(quota.window())
         );
         Self {
-            name: quoted,
-            header,
+            rate_prefix: Bytes::from(format!("\"{quoted}\";r=")),
+            header: Bytes::from(header),
+            limit: number(u64::from(quota.burst_size().get())),
         }
     }
 }
@@ -133,6 +139,7 @@ impl fmt::Debug for RateLimiter {
             )
             .field("exempt", &self.exempt)
             .field("count_options", &self.count_options)
+            .field("legacy_headers", &self.legacy_headers)
             .field("body", &self.body)
             .finish_non_exhaustive()
     }
@@ -149,6 +156,7 @@ impl RateLimiter {
             routes: Vec::new(),
             exempt: Vec::new(),
             count_options: false,
+            legacy_headers: false,
             body: BodyFormat::Auto,
             max_keys: None,
             clock: None,
@@ -225,6 +233,16 @@ impl RateLimiter {
     #[must_use]
     pub fn count_options(mut self, count: bool) -> Self {
         self.count_options = count;
+        self
+    }
+
+    /// Also sends `X-RateLimit-Limit`, `-Remaining` and `-Reset` on allowed
+    /// responses, for clients that read them (default: only on 429s; allowed
+    /// responses carry the IETF `RateLimit-Policy` and `RateLimit`, which
+    /// hold the same figures). Each header costs about 70 ns per request.
+    #[must_use]
+    pub fn legacy_headers(mut self, on_allowed: bool) -> Self {
+        self.legacy_headers = on_allowed;
         self
     }
 
@@ -314,6 +332,7 @@ impl RateLimiter {
             client_ip: Some(client),
             checked: Some((decision, rule.policy.clone())),
             body: self.body,
+            legacy_headers: self.legacy_headers,
         }
     }
 
@@ -425,12 +444,45 @@ impl fmt::Debug for RateLimitRequest<'_> {
     }
 }
 
+/// A header [`Outcome::headers`] sets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RateLimitHeader {
+    /// `RateLimit-Policy`: the quota (IETF draft).
+    Policy,
+    /// `RateLimit`: what is left, and the seconds until it is whole (IETF draft).
+    RateLimit,
+    /// `X-RateLimit-Limit`.
+    Limit,
+    /// `X-RateLimit-Remaining`.
+    Remaining,
+    /// `X-RateLimit-Reset`: seconds until the quota is whole again.
+    Reset,
+    /// `Retry-After`: whole seconds, never 0.
+    RetryAfter,
+}
+
+impl RateLimitHeader {
+    /// The header's name, lowercase.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RateLimitHeader::Policy => "ratelimit-policy",
+            RateLimitHeader::RateLimit => "ratelimit",
+            RateLimitHeader::Limit => "x-ratelimit-limit",
+            RateLimitHeader::Remaining => "x-ratelimit-remaining",
+            RateLimitHeader::Reset => "x-ratelimit-reset",
+            RateLimitHeader::RetryAfter => "retry-after",
+        }
+    }
+}
+
 /// What [`RateLimiter::check_request`] decided, and what to answer.
 #[derive(Debug, Clone)]
 pub struct Outcome {
     client_ip: Option<IpAddr>,
     checked: Option<(Decision, Arc<Policy>)>,
     body: BodyFormat,
+    legacy_headers: bool,
 }
 
 impl Outcome {
@@ -439,6 +491,7 @@ impl Outcome {
             client_ip,
             checked: None,
             body,
+            legacy_headers: false,
         }
     }
 
@@ -457,27 +510,41 @@ impl Outcome {
         self.decision().is_some_and(|d| !d.allowed)
     }
 
-    /// The headers to add to the response (allowed or rejected; none when not
-    /// counted): `RateLimit-Policy`, `RateLimit`, `X-RateLimit-Limit`,
-    /// `X-RateLimit-Remaining`, `X-RateLimit-Reset`, and, on 429,
-    /// `Retry-After`. Names are lowercase.
-    pub fn headers(&self) -> impl Iterator<Item = (&'static str, String)> + '_ {
-        let mut out: Vec<(&'static str, String)> = Vec::new();
-        if let Some((d, policy)) = &self.checked {
-            let reset = ceil_secs(d.reset_after);
-            let mut rate = String::with_capacity(policy.name.len() + 24);
-            let _ = write!(rate, "\"{}\";r={};t={}", policy.name, d.remaining, reset);
-            out.reserve(6);
-            out.push(("ratelimit-policy", policy.header.clone()));
-            out.push(("ratelimit", rate));
-            out.push(("x-ratelimit-limit", d.limit.to_string()));
-            out.push(("x-ratelimit-remaining", d.remaining.to_string()));
-            out.push(("x-ratelimit-reset", reset.to_string()));
-            if let Some(retry) = d.retry_after {
-                out.push(("retry-after", retry_after_secs(retry).to_string()));
-            }
-        }
-        out.into_iter()
+    /// The headers to add to the response (none when not counted), names
+    /// lowercase, values ASCII:
+    ///
+    /// - always `RateLimit-Policy` and `RateLimit` (IETF draft: the quota,
+    ///   and what is left of it with the seconds until it is whole again);
+    /// - on 429, `Retry-After` and `X-RateLimit-Limit`, `-Remaining` and
+    ///   `-Reset` for older clients (on allowed responses too with
+    ///   [`RateLimiter::legacy_headers`]).
+    ///
+    /// This is on every request's path: it allocates once (the `RateLimit`
+    /// value); the other values are shared or precomputed.
+    pub fn headers(&self) -> impl Iterator<Item = (RateLimitHeader, Bytes)> {
+        use RateLimitHeader as H;
+        let values = self.checked.as_ref().map(|(d, policy)| {
+            let reset = number(ceil_secs(d.reset_after));
+            let remaining = number(u64::from(d.remaining));
+            let mut rate = BytesMut::with_capacity(
+                policy.rate_prefix.len() + remaining.len() + reset.len() + 3,
+            );
+            rate.extend_from_slice(&policy.rate_prefix);
+            rate.extend_from_slice(&remaining);
+            rate.extend_from_slice(b";t=");
+            rate.extend_from_slice(&reset);
+            let legacy = !d.allowed || self.legacy_headers;
+            [
+                Some((H::Policy, policy.header.clone())),
+                Some((H::RateLimit, rate.freeze())),
+                legacy.then(|| (H::Limit, policy.limit.clone())),
+                legacy.then_some((H::Remaining, remaining)),
+                legacy.then_some((H::Reset, reset)),
+                d.retry_after
+                    .map(|retry| (H::RetryAfter, number(retry_after_secs(retry)))),
+            ]
+        });
+        values.into_iter().flatten().flatten()
     }
 
     /// The 429 answer's content type and body, given the request's `Accept`
@@ -501,6 +568,23 @@ impl Outcome {
             let body = format!("Too many requests: retry in {retry} {unit}.\n");
             ("text/plain; charset=utf-8", Bytes::from(body))
         }
+    }
+}
+
+/// `n` as decimal ASCII; small numbers come from a table built once, so the
+/// common header values cost no allocation.
+fn number(n: u64) -> Bytes {
+    const TABLE: usize = 4096;
+    static SMALL: OnceLock<Box<[Bytes]>> = OnceLock::new();
+    match usize::try_from(n) {
+        Ok(i) if i < TABLE => SMALL.get_or_init(|| {
+            // One string per number for the life of the process.
+            (0..TABLE)
+                .map(|i| Bytes::from_static(Box::leak(i.to_string().into_boxed_str()).as_bytes()))
+                .collect()
+        })[i]
+            .clone(),
+        _ => Bytes::from(n.to_string()),
     }
 }
 
@@ -569,5 +653,8 @@ mod tests {
     fn policy_names_are_valid_structured_field_strings() {
         let p = Policy::new("/we\"ird\\path\u{e9}", "10/min".parse().unwrap());
         assert_eq!(p.header, r#""/we\"ird\\path";q=10;w=60"#);
+        assert_eq!(p.limit, "10");
+        assert_eq!(number(4095), "4095");
+        assert_eq!(number(4096), "4096");
     }
 }

@@ -43,7 +43,7 @@ mod quota;
 mod store;
 
 pub use keyed::{Decision, KeyedRateLimiter};
-pub use limiter::{BodyFormat, Outcome, RateLimitRequest, RateLimiter};
+pub use limiter::{BodyFormat, Outcome, RateLimitHeader, RateLimitRequest, RateLimiter};
 pub use quota::{Quota, QuotaError};
 pub use store::FakeClock;
 

@@ -1,6 +1,5 @@
 //! A sharded, capped state store for governor, and the limiter's clock.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasher, Hash, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,6 +10,7 @@ use governor::clock::Clock;
 use governor::nanos::Nanos;
 use governor::state::keyed::ShrinkableKeyedStateStore;
 use governor::state::StateStore;
+use hashbrown::HashTable;
 
 const SHARDS: usize = 64;
 
@@ -93,8 +93,11 @@ pub(crate) struct Store<K> {
     tau: u64,
 }
 
+/// Keys and their TATs. The key is hashed once per check: the hash picks
+/// the shard (from its middle bits) and the slot (low bits and top 7 bits,
+/// as hashbrown uses them).
 struct Shard<K> {
-    map: HashMap<K, u64>,
+    map: HashTable<(K, u64)>,
 }
 
 impl<K> fmt::Debug for Store<K> {
@@ -116,7 +119,7 @@ impl<K: Hash + Eq + Clone> Store<K> {
         let shards = (0..SHARDS)
             .map(|_| {
                 Mutex::new(Shard {
-                    map: HashMap::new(),
+                    map: HashTable::new(),
                 })
             })
             .collect();
@@ -137,8 +140,8 @@ impl<K: Hash + Eq + Clone> Store<K> {
             .saturating_sub(self.start.load(Ordering::Acquire))
     }
 
-    fn shard(&self, key: &K) -> MutexGuard<'_, Shard<K>> {
-        let index = (self.hasher.hash_one(key) as usize) % self.shards.len();
+    fn shard(&self, hash: u64) -> MutexGuard<'_, Shard<K>> {
+        let index = ((hash >> 32) as usize) % self.shards.len();
         self.shards[index]
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -151,40 +154,57 @@ impl<K: Hash + Eq + Clone> Store<K> {
     }
 
     /// Frees room in a full shard (see the type's docs).
+    ///
+    /// The shard's table is rebuilt at its fixed capacity rather than
+    /// filtered in place: removing entries leaves tombstones, and a table
+    /// full of tombstones doubles on the next insert, which would let memory
+    /// grow past the cap.
     fn make_room(&self, shard: &mut Shard<K>) {
         let now = self.now();
-        // Refilled buckets carry no information.
-        shard.map.retain(|_, tat| *tat > now);
-        if shard.map.len() < self.cap_per_shard {
-            return;
-        }
-        let target = (self.cap_per_shard / 8).max(1);
-        // Keys with capacity left (tat <= now + tau) are not being limited;
-        // the most idle of them (smallest tat) go first.
-        let limit_line = now.saturating_add(self.tau);
-        let mut idle: Vec<u64> = shard
-            .map
-            .values()
-            .copied()
-            .filter(|t| *t <= limit_line)
-            .collect();
-        if idle.is_empty() {
-            // Every key here is being limited: evict the least limited, so a
-            // flood of abusive keys can't grow memory.
-            idle = shard.map.values().copied().collect();
-        }
-        let n = target.min(idle.len());
-        let (_, threshold, _) = idle.select_nth_unstable(n - 1);
-        let threshold = *threshold;
-        let mut removed = 0;
-        shard.map.retain(|_, tat| {
-            if removed < n && *tat <= threshold {
-                removed += 1;
+        let live = shard.map.iter().filter(|(_, tat)| *tat > now).count();
+        // Refilled buckets carry no information: they always go.
+        let (threshold, mut to_evict) = if live < self.cap_per_shard {
+            (now, 0)
+        } else {
+            // Still full: the most idle keys not being limited (capacity
+            // left: tat <= now + tau) go, smallest tat first; if every key
+            // is being limited, the least limited go.
+            let limit_line = now.saturating_add(self.tau);
+            let mut idle: Vec<u64> = shard
+                .map
+                .iter()
+                .map(|(_, tat)| *tat)
+                .filter(|tat| *tat > now && *tat <= limit_line)
+                .collect();
+            if idle.is_empty() {
+                idle = shard
+                    .map
+                    .iter()
+                    .map(|(_, tat)| *tat)
+                    .filter(|tat| *tat > now)
+                    .collect();
+            }
+            let n = (self.cap_per_shard / 8).max(1).min(idle.len());
+            let (_, nth, _) = idle.select_nth_unstable(n - 1);
+            (*nth, n)
+        };
+        let old = std::mem::replace(&mut shard.map, HashTable::with_capacity(self.cap_per_shard));
+        for (key, tat) in old {
+            let keep = if tat <= now {
+                false
+            } else if to_evict > 0 && tat <= threshold {
+                to_evict -= 1;
                 false
             } else {
                 true
+            };
+            if keep {
+                let hash = self.hasher.hash_one(&key);
+                shard
+                    .map
+                    .insert_unique(hash, (key, tat), |(k, _)| self.hasher.hash_one(k));
             }
-        });
+        }
     }
 }
 
@@ -195,8 +215,9 @@ impl<K: Hash + Eq + Clone> StateStore for Store<K> {
     where
         F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
     {
-        let mut shard = self.shard(key);
-        if let Some(tat) = shard.map.get_mut(key) {
+        let hash = self.hasher.hash_one(key);
+        let mut shard = self.shard(hash);
+        if let Some((_, tat)) = shard.map.find_mut(hash, |(k, _)| k == key) {
             let (result, new) = f(Some(Nanos::new(*tat)))?;
             *tat = new.as_u64();
             return Ok(result);
@@ -205,7 +226,11 @@ impl<K: Hash + Eq + Clone> StateStore for Store<K> {
         if shard.map.len() >= self.cap_per_shard {
             self.make_room(&mut shard);
         }
-        shard.map.insert(key.clone(), new.as_u64());
+        shard
+            .map
+            .insert_unique(hash, (key.clone(), new.as_u64()), |(k, _)| {
+                self.hasher.hash_one(k)
+            });
         Ok(result)
     }
 }
@@ -214,13 +239,13 @@ impl<K: Hash + Eq + Clone> ShrinkableKeyedStateStore<K> for Store<K> {
     fn retain_recent(&self, drop_below: Nanos) {
         let drop_below = drop_below.as_u64();
         for mut shard in self.shards() {
-            shard.map.retain(|_, tat| *tat >= drop_below);
+            shard.map.retain(|(_, tat)| *tat >= drop_below);
         }
     }
 
     fn shrink_to_fit(&self) {
         for mut shard in self.shards() {
-            shard.map.shrink_to_fit();
+            shard.map.shrink_to_fit(|(k, _)| self.hasher.hash_one(k));
         }
     }
 
