@@ -77,6 +77,6 @@ mod rate_limit;
 
 pub use health::{HealthService, ResponseFuture};
 pub use rate_limit::{
-    PeerAddr, RateLimit, RateLimitBody, RateLimitLayer, ResolvedClientIp,
+    PeerAddr, RateLimit, RateLimitLayer, ResolvedClientIp,
     ResponseFuture as RateLimitResponseFuture, SocketAddrPeer,
 };

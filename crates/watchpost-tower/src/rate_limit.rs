@@ -10,8 +10,6 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, ACCEPT, CACHE_CONTROL, CONTENT_TYPE};
 use http::{Extensions, Request, Response, StatusCode};
-use http_body::{Body, Frame, SizeHint};
-use http_body_util::Full;
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -133,87 +131,18 @@ impl<S, P> RateLimit<S, P> {
     }
 }
 
-pin_project! {
-    /// The response body of [`RateLimit`]: the inner service's body, or the
-    /// short text of a 429. Its error is the inner body's.
-    pub struct RateLimitBody<B> {
-        #[pin]
-        kind: BodyKind<B>,
-    }
-}
-
-pin_project! {
-    #[project = BodyProj]
-    enum BodyKind<B> {
-        Inner { #[pin] body: B },
-        Rejected { #[pin] body: Full<Bytes> },
-    }
-}
-
-impl<B> RateLimitBody<B> {
-    fn inner(body: B) -> Self {
-        Self {
-            kind: BodyKind::Inner { body },
-        }
-    }
-
-    fn rejected(body: Full<Bytes>) -> Self {
-        Self {
-            kind: BodyKind::Rejected { body },
-        }
-    }
-}
-
-impl<B> fmt::Debug for RateLimitBody<B> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = match self.kind {
-            BodyKind::Inner { .. } => "inner",
-            BodyKind::Rejected { .. } => "rejected",
-        };
-        f.debug_struct("RateLimitBody")
-            .field("kind", &kind)
-            .finish()
-    }
-}
-
-impl<B: Body<Data = Bytes>> Body for RateLimitBody<B> {
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        match self.project().kind.project() {
-            BodyProj::Inner { body } => body.poll_frame(cx),
-            BodyProj::Rejected { body } => body.poll_frame(cx).map_err(|never| match never {}),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match &self.kind {
-            BodyKind::Inner { body } => body.is_end_stream(),
-            BodyKind::Rejected { body } => body.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match &self.kind {
-            BodyKind::Inner { body } => body.size_hint(),
-            BodyKind::Rejected { body } => body.size_hint(),
-        }
-    }
-}
-
+/// The 429 body is built with `ResBody::from(Bytes)` (axum's `Body`,
+/// `Full<Bytes>` and most body types have it), so responses keep the inner
+/// service's body type: nothing is wrapped or boxed on the way out.
 impl<S, P, ReqBody, ResBody> Service<Request<ReqBody>> for RateLimit<S, P>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    ResBody: Body<Data = Bytes>,
+    ResBody: From<Bytes>,
     P: PeerAddr,
 {
-    type Response = Response<RateLimitBody<ResBody>>;
+    type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
+    type Future = ResponseFuture<S::Future, ResBody>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -274,9 +203,9 @@ fn header_name(header: RateLimitHeader) -> HeaderName {
     }
 }
 
-fn rejection(outcome: &Outcome, accept: Option<&[u8]>) -> Response<Full<Bytes>> {
+fn rejection<B: From<Bytes>>(outcome: &Outcome, accept: Option<&[u8]>) -> Response<B> {
     let (content_type, body) = outcome.rejection_body(accept);
-    let mut response = Response::new(Full::new(body));
+    let mut response = Response::new(B::from(body));
     *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -287,48 +216,46 @@ fn rejection(outcome: &Outcome, accept: Option<&[u8]>) -> Response<Full<Bytes>> 
 
 pin_project! {
     /// Response future of [`RateLimit`].
-    pub struct ResponseFuture<F> {
+    pub struct ResponseFuture<F, B> {
         #[pin]
-        kind: FutureKind<F>,
+        kind: FutureKind<F, B>,
     }
 }
 
 pin_project! {
     #[project = FutureProj]
-    enum FutureKind<F> {
+    enum FutureKind<F, B> {
         // Over quota: the 429, ready.
-        Rejected { response: Option<Response<Full<Bytes>>> },
+        Rejected { response: Option<Response<B>> },
         // Allowed: the inner service's future, then the quota headers.
         Inner { #[pin] future: F, outcome: Option<Outcome> },
     }
 }
 
-impl<F> fmt::Debug for ResponseFuture<F> {
+impl<F, B> fmt::Debug for ResponseFuture<F, B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }
 }
 
-impl<F, B, E> Future for ResponseFuture<F>
+impl<F, B, E> Future for ResponseFuture<F, B>
 where
     F: Future<Output = Result<Response<B>, E>>,
-    B: Body<Data = Bytes>,
 {
-    type Output = Result<Response<RateLimitBody<B>>, E>;
+    type Output = Result<Response<B>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
             FutureProj::Rejected { response } => match response.take() {
-                Some(response) => Poll::Ready(Ok(response.map(RateLimitBody::rejected))),
+                Some(response) => Poll::Ready(Ok(response)),
                 // Polled again after completion: stay pending, as futures may.
                 None => Poll::Pending,
             },
             FutureProj::Inner { future, outcome } => {
-                let response = match future.poll(cx) {
+                let mut response = match future.poll(cx) {
                     Poll::Ready(result) => result?,
                     Poll::Pending => return Poll::Pending,
                 };
-                let mut response = response.map(RateLimitBody::inner);
                 if let Some(outcome) = outcome.take() {
                     insert_headers(response.headers_mut(), &outcome);
                 }
