@@ -185,8 +185,11 @@ impl<K: Hash + Eq + Clone> Store<K> {
                     .collect();
             }
             let n = (self.cap_per_shard / 8).max(1).min(idle.len());
-            let (_, nth, _) = idle.select_nth_unstable(n - 1);
-            (*nth, n)
+            match n.checked_sub(1) {
+                Some(last) => (*idle.select_nth_unstable(last).1, n),
+                // No live key (can't happen in a full shard): nothing to pick.
+                None => (now, 0),
+            }
         };
         let old = std::mem::replace(&mut shard.map, HashTable::with_capacity(self.cap_per_shard));
         for (key, tat) in old {
