@@ -25,17 +25,17 @@ where
         }
         let res = test::call_service(&self.0, builder.to_request()).await;
         let status = res.status().as_u16();
-        let headers = res
+        let headers: Vec<(String, Vec<u8>)> = res
             .headers()
             .iter()
-            .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap().to_owned()))
+            .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
             .collect();
         let body = test::read_body(res).await.to_vec();
-        TestResponse {
+        TestResponse::new(
             status,
-            headers,
+            headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())),
             body,
-        }
+        )
     }
 }
 

@@ -26,20 +26,20 @@ impl Harness for Axum {
         }
         let res = self.0.clone().oneshot(request).await.unwrap();
         let status = res.status().as_u16();
-        let headers = res
+        let headers: Vec<(String, Vec<u8>)> = res
             .headers()
             .iter()
-            .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap().to_owned()))
+            .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
             .collect();
         let body = axum::body::to_bytes(res.into_body(), usize::MAX)
             .await
             .unwrap()
             .to_vec();
-        TestResponse {
+        TestResponse::new(
             status,
-            headers,
+            headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())),
             body,
-        }
+        )
     }
 }
 

@@ -42,6 +42,29 @@ pub struct TestResponse {
 }
 
 impl TestResponse {
+    /// A response from its status, its headers as any framework lists them
+    /// (names lowercased, values read as UTF-8, lossily) and its body.
+    pub fn new<'a>(
+        status: u16,
+        headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+        body: Vec<u8>,
+    ) -> Self {
+        let headers = headers
+            .into_iter()
+            .map(|(name, value)| {
+                (
+                    name.to_ascii_lowercase(),
+                    String::from_utf8_lossy(value).into_owned(),
+                )
+            })
+            .collect();
+        Self {
+            status,
+            headers,
+            body,
+        }
+    }
+
     /// The value of a header (case-insensitive name), if present once or more.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers

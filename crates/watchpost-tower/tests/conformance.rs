@@ -34,20 +34,20 @@ where
         }
         let res = self.0.clone().oneshot(request).await.unwrap();
         let status = res.status().as_u16();
-        let headers = res
+        let headers: Vec<(String, Vec<u8>)> = res
             .headers()
             .iter()
-            .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap().to_owned()))
+            .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
             .collect();
         let body = match res.into_body().collect().await {
             Ok(collected) => collected.to_bytes().to_vec(),
             Err(_) => panic!("body error"),
         };
-        TestResponse {
+        TestResponse::new(
             status,
-            headers,
+            headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())),
             body,
-        }
+        )
     }
 }
 
