@@ -237,3 +237,31 @@ fn a_missing_peer_is_not_counted() {
         assert!(!o.is_rejected() && o.client_ip().is_none());
     }
 }
+
+#[test]
+fn exempt_and_route_prefixes_match_whole_segments_only() {
+    let limiter = RateLimiter::per_ip(quota("1/min"))
+        .route("/api/chat", quota("1/hour"))
+        .exempt("/healthz")
+        .clock(FakeClock::new());
+    let h = http::HeaderMap::new();
+    let counted = |path: &str| {
+        limiter
+            .check_request(&request("GET", path, "192.0.2.9", &h))
+            .decision()
+            .is_some()
+    };
+    // Paths that merely start with an exempt name are counted.
+    assert!(counted("/healthzz"));
+    assert!(counted("/healthz-admin"));
+    assert!(!counted("/healthz/db"));
+    // The chat quota covers its sub-paths and a trailing slash.
+    let chat = |path: &str| {
+        limiter
+            .check_request(&request("GET", path, "192.0.2.10", &h))
+            .is_rejected()
+    };
+    assert!(!chat("/api/chat"));
+    assert!(chat("/api/chat/"));
+    assert!(chat("/api/chat/stream"));
+}
