@@ -14,6 +14,7 @@
 
 use std::future::Future;
 
+pub mod fake_http;
 pub mod health;
 pub mod rate_limit;
 

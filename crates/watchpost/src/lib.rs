@@ -34,6 +34,7 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod alert;
 pub mod client_ip;
 pub mod health;
 pub mod ratelimit;

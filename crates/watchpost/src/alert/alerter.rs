@@ -1,0 +1,490 @@
+//! The [`Alerter`]: dedupe on the caller's thread, delivery on its own.
+
+use std::fmt;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::ThreadId;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::env::ConfigError;
+use super::gate::{Gate, Seen};
+use super::model::{Alert, ServiceInfo};
+use super::notification::{Notification, NotificationKind};
+use super::sink::Sink;
+use super::sinks::LogSink;
+use super::store::{AlertStore, MemoryStore};
+use super::worker::{self, Counters, DeliveryConfig, Done, Job, Queue, StoreOp};
+
+/// Sends alerts to Telegram, webhooks and the log without ever blocking or
+/// failing the caller, once per incident.
+///
+/// Cheap to clone (an `Arc`): build one at startup and pass it around.
+/// Building it starts its delivery thread (`watchpost-alerts`), which runs
+/// its own small Tokio runtime, so alerts get out even when the
+/// application's runtime is stuck, busy or gone. The thread delivers what is
+/// queued and stops once the last clone is dropped; call
+/// [`flush`](Self::flush) before exiting so nothing queued is lost.
+///
+/// See the [module docs](super) for dedupe, incidents and delivery
+/// guarantees.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use watchpost::alert::{Alert, Alerter};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // TELEGRAM_BOT_TOKEN + TELEGRAM_CHAT_ID, WATCHPOST_WEBHOOK_URL, ...;
+/// // nothing set: alerts go to the log.
+/// let alerter = Alerter::from_env()?;
+///
+/// alerter.send(Alert::error("Stripe webhook retry rate high").detail("42 retries/min"));
+/// alerter.fire("queue-depth", Alert::warning("Queue depth 1200"));
+/// alerter.resolve("queue-depth");
+/// alerter.flush(Duration::from_secs(3));
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Alerter {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    service: Arc<ServiceInfo>,
+    gate: Gate,
+    queue: Arc<Queue>,
+    counters: Arc<Counters>,
+    sinks: Vec<String>,
+    worker: ThreadId,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.queue.close();
+    }
+}
+
+impl fmt::Debug for Alerter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Alerter")
+            .field("service", &self.inner.service.name)
+            .field("sinks", &self.inner.sinks)
+            .field("window", &self.inner.gate.window())
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What an [`Alerter`] has done so far. Deliveries count once per sink.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Deliveries that succeeded.
+    pub sent: u64,
+    /// Alerts suppressed by dedupe (and repeated `fire` calls).
+    pub suppressed: u64,
+    /// Alerts dropped because a queue was full (the oldest go first).
+    pub dropped: u64,
+    /// Deliveries that failed for good (retries used up, rejected, sink
+    /// disabled).
+    pub failed: u64,
+    /// Alerts waiting in the queue now.
+    pub queued: u64,
+}
+
+impl Alerter {
+    /// A builder, to configure the alerter in code.
+    pub fn builder() -> AlerterBuilder {
+        AlerterBuilder::new()
+    }
+
+    /// An alerter configured from the environment (see
+    /// [`AlerterBuilder::from_env`]); with nothing set, alerts go to the log.
+    ///
+    /// # Errors
+    ///
+    /// A variable with a value that can't be used (the error names it), or
+    /// the delivery thread could not start.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        AlerterBuilder::from_env()?.build()
+    }
+
+    /// Sends an alert, unless one with the same key was delivered within
+    /// the dedupe window (then it is counted, and the next delivered alert
+    /// for the key says how many were suppressed).
+    ///
+    /// Never blocks on I/O, never panics, and returns nothing to handle:
+    /// the alert is queued for the delivery thread.
+    pub fn send(&self, alert: Alert) {
+        let now = Instant::now();
+        let key = alert.dedupe_key();
+        match self.inner.gate.check(&key, now) {
+            Seen::Suppressed => {
+                self.inner
+                    .counters
+                    .suppressed
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            Seen::Deliver { similar } => {
+                let key = key.into_owned();
+                self.enqueue(alert, key, NotificationKind::Alert, similar, None, None);
+            }
+        }
+    }
+
+    /// Opens the incident `key` and sends one "firing" message. Further
+    /// `fire` calls for an open incident send nothing (they count as
+    /// suppressed) until [`resolve`](Self::resolve) closes it.
+    pub fn fire(&self, key: &str, alert: Alert) {
+        let at = SystemTime::now();
+        if self.inner.gate.open(key, &alert, at) {
+            let alert = alert.key(key);
+            self.enqueue(
+                alert,
+                key.to_owned(),
+                NotificationKind::Firing,
+                0,
+                Some(at),
+                None,
+            );
+        } else {
+            self.inner
+                .counters
+                .suppressed
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Closes the incident `key` and sends one "resolved" message saying
+    /// how long it lasted. Does nothing if `key` isn't firing.
+    pub fn resolve(&self, key: &str) {
+        if let Some(incident) = self.inner.gate.close(key) {
+            let now = SystemTime::now();
+            let duration = now.duration_since(incident.started_at).unwrap_or_default();
+            self.enqueue(
+                incident.alert,
+                key.to_owned(),
+                NotificationKind::Resolved { duration },
+                0,
+                Some(incident.started_at),
+                None,
+            );
+        }
+    }
+
+    /// Whether the incident `key` is open (in this process).
+    pub fn is_firing(&self, key: &str) -> bool {
+        self.inner.gate.is_open(key)
+    }
+
+    /// Waits until every queued alert is delivered (or has failed for
+    /// good), at most `timeout`. `true` if the queue emptied in time.
+    ///
+    /// Blocks the calling thread: call it at shutdown, after the server
+    /// stopped, or from `spawn_blocking`. Called on the delivery thread
+    /// (from a custom sink) it returns `false` at once.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        if std::thread::current().id() == self.inner.worker {
+            return false;
+        }
+        self.inner.queue.wait_idle(timeout)
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> Stats {
+        let c = &self.inner.counters;
+        Stats {
+            sent: c.sent.load(Ordering::Relaxed),
+            suppressed: c.suppressed.load(Ordering::Relaxed),
+            dropped: c.dropped.load(Ordering::Relaxed),
+            failed: c.failed.load(Ordering::Relaxed),
+            queued: self.inner.queue.len() as u64,
+        }
+    }
+
+    /// The service alerts say they come from.
+    pub fn service(&self) -> &ServiceInfo {
+        &self.inner.service
+    }
+
+    /// The names of the configured sinks.
+    pub fn sink_names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.inner.sinks.iter().map(String::as_str)
+    }
+
+    /// Sends like [`send`](Self::send), then waits until the alert is
+    /// delivered, failed, suppressed or `timeout` passed. On the delivery
+    /// thread it doesn't wait (the thread can't deliver while it waits).
+    /// `true` if the alert is settled.
+    pub(crate) fn send_and_wait(&self, alert: Alert, timeout: Duration) -> bool {
+        let key = alert.dedupe_key();
+        match self.inner.gate.check(&key, Instant::now()) {
+            Seen::Suppressed => {
+                self.inner
+                    .counters
+                    .suppressed
+                    .fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Seen::Deliver { similar } => {
+                let key = key.into_owned();
+                let done = Arc::new(Done::default());
+                self.enqueue(
+                    alert,
+                    key,
+                    NotificationKind::Alert,
+                    similar,
+                    None,
+                    Some(done.clone()),
+                );
+                if std::thread::current().id() == self.inner.worker {
+                    return false;
+                }
+                done.wait(timeout)
+            }
+        }
+    }
+
+    /// Whether the current thread is this alerter's delivery thread.
+    pub(crate) fn is_delivery_thread(&self) -> bool {
+        std::thread::current().id() == self.inner.worker
+    }
+
+    fn enqueue(
+        &self,
+        alert: Alert,
+        key: String,
+        kind: NotificationKind,
+        similar: u64,
+        started_at: Option<SystemTime>,
+        done: Option<Arc<Done>>,
+    ) {
+        let op = match kind {
+            NotificationKind::Alert => StoreOp::Claim { similar },
+            NotificationKind::Firing => StoreOp::Open,
+            NotificationKind::Resolved { .. } => StoreOp::Close,
+        };
+        let notification = Notification {
+            alert,
+            service: self.inner.service.clone(),
+            kind,
+            key,
+            similar,
+            window: self.inner.gate.window(),
+            time: SystemTime::now(),
+            started_at,
+        };
+        self.inner.queue.push(Job {
+            notification,
+            op,
+            done,
+        });
+    }
+}
+
+/// Configures an [`Alerter`].
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use watchpost::alert::{Alerter, LogSink};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let alerter = Alerter::builder()
+///     .service("checkout-api")
+///     .environment("production")
+///     .version(env!("CARGO_PKG_VERSION"))
+///     .sink(LogSink::new())
+///     .dedupe_window(Duration::from_secs(600))
+///     .build()?;
+/// # Ok(()) }
+/// ```
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct AlerterBuilder {
+    pub(crate) service: ServiceInfo,
+    pub(crate) sinks: Vec<Arc<dyn Sink>>,
+    store: Option<Arc<dyn AlertStore>>,
+    window: Duration,
+    queue_capacity: usize,
+    max_keys: usize,
+    delivery: DeliveryConfig,
+}
+
+impl fmt::Debug for AlerterBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AlerterBuilder")
+            .field("service", &self.service)
+            .field("sinks", &self.sinks)
+            .field("store", &self.store)
+            .field("window", &self.window)
+            .field("queue_capacity", &self.queue_capacity)
+            .field("delivery", &self.delivery)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for AlerterBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl AlerterBuilder {
+    /// Defaults: service named after the executable, the machine's host
+    /// name, no sinks (the log sink is used when none is added), a 5-minute
+    /// dedupe window, a 4096-alert queue, 5 attempts per delivery with
+    /// backoff from 1 s to 60 s, given up after 10 minutes.
+    pub fn new() -> Self {
+        Self {
+            service: ServiceInfo::new(default_service_name()),
+            sinks: Vec::new(),
+            store: None,
+            window: Duration::from_secs(300),
+            queue_capacity: 4096,
+            max_keys: 10_000,
+            delivery: DeliveryConfig {
+                max_attempts: 5,
+                max_age: Duration::from_secs(600),
+                backoff_initial: Duration::from_secs(1),
+                backoff_max: Duration::from_secs(60),
+                attempt_timeout: Duration::from_secs(10),
+                store_timeout: Duration::from_secs(2),
+            },
+        }
+    }
+
+    /// The service's name, shown in every message.
+    pub fn service(mut self, name: impl Into<String>) -> Self {
+        self.service.name = name.into();
+        self
+    }
+
+    /// The environment (`production`, `staging`).
+    pub fn environment(mut self, environment: impl Into<String>) -> Self {
+        self.service.environment = Some(environment.into());
+        self
+    }
+
+    /// The host or pod name (default: the machine's host name).
+    pub fn host(mut self, host: impl Into<String>) -> Self {
+        self.service.host = host.into();
+        self
+    }
+
+    /// The running version (`env!("CARGO_PKG_VERSION")`, a git sha).
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.service.version = Some(version.into());
+        self
+    }
+
+    /// Adds a sink. Several can be added; each gets every alert, paced and
+    /// retried on its own.
+    pub fn sink(mut self, sink: impl Sink) -> Self {
+        self.sinks.push(Arc::new(sink));
+        self
+    }
+
+    /// The store behind dedupe and incidents (default: a fresh
+    /// [`MemoryStore`]). Share one between alerters (or use Redis) so
+    /// several processes send one message.
+    pub fn store(mut self, store: Arc<dyn AlertStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Alerts with the same key inside this window are suppressed and
+    /// counted (default 5 minutes).
+    pub fn dedupe_window(mut self, window: Duration) -> Self {
+        self.window = window;
+        self
+    }
+
+    /// The queue's size (default 4096). When full, the oldest alert is
+    /// dropped and counted in [`Stats::dropped`].
+    pub fn queue_capacity(mut self, capacity: usize) -> Self {
+        self.queue_capacity = capacity;
+        self
+    }
+
+    /// Delivery attempts per alert and sink for 5xx answers, timeouts and
+    /// connection errors (default 5). Rate-limit waits don't count.
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.delivery.max_attempts = attempts;
+        self
+    }
+
+    /// An alert still undelivered this long after it reached a sink's
+    /// queue is given up and counted failed (default 10 minutes).
+    pub fn max_age(mut self, age: Duration) -> Self {
+        self.delivery.max_age = age;
+        self
+    }
+
+    /// The backoff between retries: `initial`, doubling per failure up to
+    /// `max`, with jitter (defaults 1 s and 60 s).
+    pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.delivery.backoff_initial = initial;
+        self.delivery.backoff_max = max;
+        self
+    }
+
+    /// How long one delivery attempt may take (default 10 s).
+    pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.delivery.attempt_timeout = timeout;
+        self
+    }
+
+    /// Builds the alerter and starts its delivery thread.
+    ///
+    /// # Errors
+    ///
+    /// A zero window, queue capacity, attempt count or timeout, or the
+    /// thread could not start.
+    pub fn build(self) -> Result<Alerter, ConfigError> {
+        let zero = |name: &str| ConfigError::invalid(name, "must be greater than zero");
+        if self.window.is_zero() {
+            return Err(zero("dedupe_window"));
+        }
+        if self.queue_capacity == 0 {
+            return Err(zero("queue_capacity"));
+        }
+        if self.delivery.max_attempts == 0 {
+            return Err(zero("max_attempts"));
+        }
+        if self.delivery.attempt_timeout.is_zero() {
+            return Err(zero("attempt_timeout"));
+        }
+        let mut sinks = self.sinks;
+        if sinks.is_empty() {
+            sinks.push(Arc::new(LogSink::new()));
+        }
+        let names = sinks.iter().map(|s| s.name().to_owned()).collect();
+        let store = self
+            .store
+            .unwrap_or_else(|| Arc::new(MemoryStore::new()) as Arc<dyn AlertStore>);
+        let counters = Arc::new(Counters::default());
+        let queue = Arc::new(Queue::new(self.queue_capacity, counters.clone()));
+        let handle = worker::spawn(queue.clone(), sinks, store, self.delivery, counters.clone())
+            .map_err(ConfigError::Spawn)?;
+        Ok(Alerter {
+            inner: Arc::new(Inner {
+                service: Arc::new(self.service),
+                gate: Gate::new(self.window, self.max_keys),
+                queue,
+                counters,
+                sinks: names,
+                worker: handle.thread().id(),
+            }),
+        })
+    }
+}
+
+fn default_service_name() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "app".to_owned())
+}

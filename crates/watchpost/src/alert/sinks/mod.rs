@@ -1,0 +1,19 @@
+//! The built-in sinks.
+
+#[cfg(any(feature = "telegram", feature = "webhook"))]
+mod http;
+mod log;
+#[cfg(feature = "test-util")]
+mod memory;
+#[cfg(feature = "telegram")]
+mod telegram;
+#[cfg(feature = "webhook")]
+mod webhook;
+
+pub use self::log::LogSink;
+#[cfg(feature = "test-util")]
+pub use self::memory::MemorySink;
+#[cfg(feature = "telegram")]
+pub use self::telegram::{TelegramSink, TelegramSinkBuilder};
+#[cfg(feature = "webhook")]
+pub use self::webhook::{WebhookFormat, WebhookSink};
