@@ -37,6 +37,7 @@
 pub mod alert;
 pub mod client_ip;
 pub mod health;
+pub mod panic;
 pub mod ratelimit;
 
 pub mod checks;

@@ -65,6 +65,8 @@ mod notification;
 mod sink;
 mod sinks;
 mod store;
+#[cfg(feature = "tracing-layer")]
+mod tracing_layer;
 pub(crate) mod worker;
 
 pub use self::alerter::{Alerter, AlerterBuilder, Stats};
@@ -81,3 +83,5 @@ pub use self::sinks::{TelegramSink, TelegramSinkBuilder};
 #[cfg(feature = "webhook")]
 pub use self::sinks::{WebhookFormat, WebhookSink};
 pub use self::store::{AlertStore, Claim, MemoryStore, StoreError, StoreFuture};
+#[cfg(feature = "tracing-layer")]
+pub use self::tracing_layer::AlertLayer;

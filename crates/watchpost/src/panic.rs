@@ -1,0 +1,1 @@
+//! The panic hook (in progress).
