@@ -24,6 +24,8 @@ pub struct Recorded {
     pub headers: Vec<(String, String)>,
     /// The body.
     pub body: Vec<u8>,
+    /// When the request arrived.
+    pub at: Instant,
 }
 
 impl Recorded {
@@ -288,6 +290,7 @@ async fn serve(stream: tokio::net::TcpStream, state: Arc<(Mutex<State>, Condvar)
                 path,
                 headers,
                 body,
+                at: Instant::now(),
             });
             cv.notify_all();
             s.script.pop_front().unwrap_or_else(|| s.default.clone())
