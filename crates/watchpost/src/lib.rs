@@ -10,6 +10,13 @@
 //!   timeouts, cached so probes can't hammer the database, served as
 //!   `/livez`, `/readyz` and `/healthz` with 503 on failure.
 //! - [`checks`]: the built-in checks (HTTP, TCP, closures).
+//! - [`alert`]: alerts to Telegram, webhooks (Alertmanager JSON, Slack,
+//!   Discord) and the log that never block or fail the caller, deduplicated,
+//!   once per incident, delivered by their own thread.
+//! - [`panic`](mod@panic): a panic hook that gets the alert out before the process
+//!   dies, and the pieces adapters use to turn handler panics into 500s.
+//! - [`ratelimit`] and [`client_ip`]: per-IP rate limiting with the client
+//!   address resolved through trusted proxies only, bounded memory.
 //!
 //! ```
 //! use watchpost::checks::fn_check;
@@ -28,6 +35,10 @@
 //! | feature | default | what it enables |
 //! |---|---|---|
 //! | `http-check` | yes | [`checks::HttpCheck`], on reqwest with rustls |
+//! | `telegram` | yes | `alert::TelegramSink`, on reqwest with rustls |
+//! | `webhook` | yes | `alert::WebhookSink` (Alertmanager JSON, Slack, Discord) |
+//! | `tracing-layer` | no | `alert::AlertLayer`: ERROR events become alerts |
+//! | `test-util` | no | `alert::MemorySink`, to assert on alerts in tests |
 //!
 //! Checks need a Tokio runtime with the time driver (any `#[tokio::main]`
 //! or actix-web runtime has one).

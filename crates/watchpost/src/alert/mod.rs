@@ -81,7 +81,7 @@ pub use self::sinks::MemorySink;
 #[cfg(feature = "telegram")]
 pub use self::sinks::{TelegramSink, TelegramSinkBuilder};
 #[cfg(feature = "webhook")]
-pub use self::sinks::{WebhookFormat, WebhookSink};
+pub use self::sinks::{ParseWebhookFormatError, WebhookFormat, WebhookSink};
 pub use self::store::{AlertStore, Claim, MemoryStore, StoreError, StoreFuture};
 #[cfg(feature = "tracing-layer")]
 pub use self::tracing_layer::AlertLayer;

@@ -48,7 +48,8 @@ pub type DeliverFuture<'a> = Pin<Box<dyn Future<Output = Result<(), SinkError>> 
 /// # Ok(()) }
 /// ```
 pub trait Sink: Send + Sync + fmt::Debug + 'static {
-    /// A short name for logs and stats (`telegram`, `webhook`, `log`).
+    /// A short name for logs and stats (`telegram`, `slack`, `discord`,
+    /// `webhook`, `log`).
     fn name(&self) -> &str;
 
     /// How fast this sink may be called. Default: no limit.

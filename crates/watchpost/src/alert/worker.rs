@@ -431,7 +431,7 @@ async fn settle(
 
 async fn drive_lane(lane: Arc<Lane>, config: DeliveryConfig, counters: Arc<Counters>) {
     let mut pacer = Pacer::new(lane.sink.pacing());
-    let mut log = FailureLog::default();
+    let mut log = Logs::default();
     let mut disabled = false;
     let mut rng = Jitter::new();
     while let Some(part) = lane.pop().await {
@@ -463,7 +463,7 @@ async fn deliver(
     part: &Part,
     config: &DeliveryConfig,
     pacer: &mut Pacer,
-    log: &mut FailureLog,
+    log: &mut Logs,
     jitter: &mut Jitter,
 ) -> Result<(), SinkError> {
     let name = sink.name();
@@ -486,7 +486,7 @@ async fn deliver(
             SinkErrorKind::Transient => {
                 failures += 1;
                 if failures >= config.max_attempts {
-                    log.warn(
+                    log.given_up.warn(
                         name,
                         &format!("alert not delivered after {failures} attempts: {error}"),
                     );
@@ -495,13 +495,13 @@ async fn deliver(
                 jitter.backoff(config.backoff_initial, config.backoff_max, failures)
             }
             SinkErrorKind::Rejected => {
-                log.warn(name, &format!("alert rejected, not retried: {error}"));
+                log.given_up.warn(name, &format!("alert rejected, not retried: {error}"));
                 return Err(error);
             }
             SinkErrorKind::Disabled => return Err(error),
         };
         if Instant::now() + wait > deadline {
-            log.warn(
+            log.given_up.warn(
                 name,
                 &format!(
                     "alert dropped: still failing after {} ({error})",
@@ -510,7 +510,7 @@ async fn deliver(
             );
             return Err(error);
         }
-        log.warn(
+        log.retrying.warn(
             name,
             &format!(
                 "alert delivery failed, retrying in {}: {error}",
@@ -519,6 +519,14 @@ async fn deliver(
         );
         tokio::time::sleep(wait).await;
     }
+}
+
+/// A sink's two failure logs: retries, and alerts given up. Each logs at
+/// most once a minute, so a retry warning never hides a give-up.
+#[derive(Debug, Default)]
+struct Logs {
+    retrying: FailureLog,
+    given_up: FailureLog,
 }
 
 /// Logs a sink's failures at most once a minute, saying how many it

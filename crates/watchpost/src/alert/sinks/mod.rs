@@ -16,4 +16,4 @@ pub use self::memory::MemorySink;
 #[cfg(feature = "telegram")]
 pub use self::telegram::{TelegramSink, TelegramSinkBuilder};
 #[cfg(feature = "webhook")]
-pub use self::webhook::{WebhookFormat, WebhookSink};
+pub use self::webhook::{ParseWebhookFormatError, WebhookFormat, WebhookSink};

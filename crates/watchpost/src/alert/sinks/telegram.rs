@@ -1,1 +1,0 @@
-//! The telegram sink (in progress).

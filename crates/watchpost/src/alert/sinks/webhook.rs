@@ -1,1 +1,0 @@
-//! The webhook sink (in progress).
