@@ -11,18 +11,26 @@
 //!   `1000/hour`, `5/min burst 10`). Over it: 429 with `Retry-After`. The
 //!   probes are never limited. Behind a proxy on this host, the client is
 //!   the forwarded address (a forged leftmost `X-Forwarded-For` is ignored).
+//! - `TELEGRAM_BOT_TOKEN` and `TELEGRAM_CHAT_ID` (and `WATCHPOST_TELEGRAM_API_URL`,
+//!   `WATCHPOST_WEBHOOK_URL`, `WATCHPOST_WEBHOOK_FORMAT`, `WATCHPOST_SERVICE`,
+//!   `WATCHPOST_ENV`): where alerts go; nothing set, they go to the log.
+//!   Panics are reported (the hook is installed), a readiness check that goes
+//!   down fires an incident and resolves it when it comes back.
+//! - `GET /panic` panics inside the handler: the client gets a 500, one alert
+//!   goes out (fifty more send nothing new), and serving goes on.
 //!
 //! Ctrl-C or SIGTERM: readiness answers 503 at once, then the server drains
-//! for two seconds and exits 0.
+//! for two seconds, pending alerts are flushed, and it exits 0.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::{routing::get, Router};
+use watchpost::alert::Alerter;
 use watchpost::checks::HttpCheck;
 use watchpost::health::HealthChecks;
 use watchpost::ratelimit::{Quota, RateLimiter};
-use watchpost_axum::RateLimitLayer;
+use watchpost_axum::{CatchPanicLayer, RateLimitLayer};
 
 #[tokio::main]
 pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -41,10 +49,17 @@ pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Err(_) => 3000,
     };
 
+    // Alerts: Telegram and webhooks from the environment, the log if none.
+    // Deduplicated, delivered by their own thread; never block a request.
+    let alerter = Alerter::from_env()?;
+    // A panic anywhere is reported before the process dies.
+    watchpost::panic::install(&alerter);
+
     // Readiness checks test what the service needs to serve traffic: real
     // round trips to its dependencies, run concurrently, each under a 2 s
-    // timeout, cached for 1 s so probes can't hammer them.
-    let mut health = HealthChecks::builder();
+    // timeout, cached for 1 s so probes can't hammer them. A check that goes
+    // down fires an incident; coming back resolves it.
+    let mut health = HealthChecks::builder().alert_on_failure(alerter.clone());
     if let Some(url) = std::env::var("UPSTREAM_URL")
         .ok()
         .filter(|u| !u.trim().is_empty())
@@ -64,15 +79,26 @@ pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let app = Router::new()
         .route("/", get(|| async { "Hello from watchpost!\n" }))
+        .route("/panic", get(panic_handler))
         .merge(watchpost_axum::routes(health.clone())) // /livez /readyz /healthz
+        .layer(CatchPanicLayer::new()) // a handler panic: 500, and serving goes on
         .layer(RateLimitLayer::new(limiter));
 
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     let base = format!("http://{}", listener.local_addr()?);
     println!("listening on {base}");
-    for path in ["/", "/livez", "/readyz", "/healthz", "/readyz?verbose"] {
+    for path in [
+        "/",
+        "/livez",
+        "/readyz",
+        "/healthz",
+        "/readyz?verbose",
+        "/panic",
+    ] {
         println!("  {base}{path}");
     }
+    let sinks: Vec<&str> = alerter.sink_names().collect();
+    println!("alerts go to: {}", sinks.join(", "));
 
     // On Ctrl-C/SIGTERM: readiness turns 503, the load balancer drains us,
     // then in-flight requests finish and we exit.
@@ -82,6 +108,18 @@ pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )
     .with_graceful_shutdown(health.shutdown_signal(Duration::from_secs(2)))
     .await?;
+
+    // Deliver what is still queued (bounded: a dead sink can't hold us).
+    let flushed =
+        tokio::task::spawn_blocking(move || alerter.flush(Duration::from_secs(3))).await?;
+    if !flushed {
+        eprintln!("some alerts were still undelivered at exit");
+    }
     println!("shut down cleanly");
     Ok(())
+}
+
+/// A demonstration of the panic alert.
+async fn panic_handler() -> &'static str {
+    panic!("demo panic from GET /panic")
 }

@@ -1,5 +1,6 @@
 //! Drives the quickstart binary from outside, as a user would: probes over
-//! real TCP, a dead upstream, and SIGTERM.
+//! real TCP, a dead upstream, rate limits, panics reported to a fake
+//! Telegram Bot API, and SIGTERM.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step should panic
 
@@ -7,7 +8,10 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use watchpost_testkit::fake_http::{telegram_error, telegram_ok, FakeHttp};
 
 /// The quickstart program (built as a binary of this package, so cargo
 /// rebuilds it before these tests).
@@ -24,6 +28,9 @@ fn run_to_exit(envs: &[(&str, &str)]) -> (bool, String) {
         .env_remove("RATE_LIMIT")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
+    for var in ALERT_VARS {
+        cmd.env_remove(var);
+    }
     for (k, v) in envs {
         cmd.env(k, v);
     }
@@ -60,6 +67,37 @@ fn free_port() -> u16 {
 struct Server {
     child: Child,
     port: u16,
+    /// Everything the program printed, stdout and stderr.
+    output: Arc<Mutex<String>>,
+}
+
+impl Server {
+    fn output(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+
+    /// SIGTERM, then waits for the exit (a generous bound: only catches a
+    /// hang); returns whether it exited 0.
+    #[cfg(unix)]
+    fn terminate(&mut self) -> bool {
+        let killed = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        self.wait_exit()
+    }
+
+    fn wait_exit(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.success();
+            }
+            assert!(Instant::now() < deadline, "did not exit");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 impl Drop for Server {
@@ -77,11 +115,15 @@ fn start(envs: &[(&str, String)]) -> Server {
         .env_remove("RATE_LIMIT")
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+        .stderr(Stdio::piped());
+    for var in ALERT_VARS {
+        cmd.env_remove(var);
+    }
     for (k, v) in envs {
         cmd.env(k, v);
     }
     let mut child = cmd.spawn().unwrap();
+    let output = Arc::new(Mutex::new(String::new()));
     // It prints the URLs it serves once listening.
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut first = String::new();
@@ -90,9 +132,38 @@ fn start(envs: &[(&str, String)]) -> Server {
         first.trim(),
         format!("listening on http://127.0.0.1:{port}")
     );
-    std::thread::spawn(move || for _ in stdout.lines() {});
-    Server { child, port }
+    output.lock().unwrap().push_str(&first);
+    let collect = |stream: Box<dyn Read + Send>, output: Arc<Mutex<String>>| {
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines() {
+                let Ok(line) = line else { break };
+                let mut output = output.lock().unwrap();
+                output.push_str(&line);
+                output.push('\n');
+            }
+        })
+    };
+    collect(Box::new(stdout), output.clone());
+    collect(Box::new(child.stderr.take().unwrap()), output.clone());
+    Server {
+        child,
+        port,
+        output,
+    }
 }
+
+/// The alert variables a developer's shell might have set: never inherited.
+const ALERT_VARS: [&str; 9] = [
+    "TELEGRAM_BOT_TOKEN",
+    "TELEGRAM_CHAT_ID",
+    "WATCHPOST_TELEGRAM_API_URL",
+    "WATCHPOST_TELEGRAM_THREAD_ID",
+    "WATCHPOST_WEBHOOK_URL",
+    "WATCHPOST_WEBHOOK_FORMAT",
+    "WATCHPOST_SENTRY_DSN",
+    "WATCHPOST_SERVICE",
+    "WATCHPOST_ENV",
+];
 
 /// A minimal HTTP/1.1 GET: (status, lowercase headers, body).
 fn get(port: u16, path: &str) -> (u16, String, String) {
@@ -292,4 +363,91 @@ fn an_invalid_rate_limit_is_a_clear_startup_error() {
         stderr.contains("RATE_LIMIT") && stderr.contains("expected"),
         "{stderr}"
     );
+}
+
+const TOKEN: &str = "123456:SECRET-quickstart-token";
+
+fn telegram_env(telegram: &FakeHttp) -> Vec<(&'static str, String)> {
+    vec![
+        ("TELEGRAM_BOT_TOKEN", format!("{TOKEN}\n")), // pasted with a newline
+        ("TELEGRAM_CHAT_ID", "42".to_owned()),
+        ("WATCHPOST_TELEGRAM_API_URL", telegram.url()),
+        ("WATCHPOST_SERVICE", "quickstart".to_owned()),
+        ("RUST_LOG", "debug".to_owned()),
+    ]
+}
+
+#[cfg(unix)]
+#[test]
+fn a_handler_panic_alerts_once_and_serving_goes_on() {
+    let telegram = FakeHttp::start(telegram_ok());
+    let mut server = start(&telegram_env(&telegram));
+
+    let (status, head, body) = get(server.port, "/panic");
+    assert_eq!(status, 500, "{body}");
+    assert!(head.contains("content-type: text/plain"), "{head}");
+    assert!(
+        telegram.wait_for(1, Duration::from_secs(30)),
+        "no alert reached Telegram"
+    );
+    assert_eq!(get(server.port, "/").0, 200, "still serving");
+    for _ in 0..50 {
+        assert_eq!(get(server.port, "/panic").0, 500);
+    }
+    assert_eq!(get(server.port, "/").0, 200, "still serving");
+
+    // SIGTERM flushes what is pending: after the exit, everything that was
+    // going to be sent has been.
+    assert!(server.terminate(), "exit 0");
+    let requests = telegram.requests();
+    assert_eq!(requests.len(), 1, "51 identical panics, one message");
+    let sent = &requests[0];
+    assert_eq!(sent.path, format!("/bot{TOKEN}/sendMessage"));
+    let message = sent.json();
+    assert_eq!(message["chat_id"], 42);
+    let text = message["text"].as_str().unwrap();
+    assert!(text.contains("demo panic from GET /panic"), "{text}");
+    assert!(text.contains("quickstart"), "{text}");
+
+    let output = server.output();
+    assert!(
+        output.contains("panicked at"),
+        "the default hook still prints"
+    );
+    assert!(!output.contains("SECRET-quickstart-token"), "{output}");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_telegram_429_is_waited_out_and_pending_alerts_are_flushed_at_exit() {
+    let telegram = FakeHttp::start(telegram_ok());
+    telegram.push(telegram_error(
+        429,
+        "Too Many Requests: retry after 3",
+        Some(serde_json::json!({"retry_after": 3})),
+    ));
+    let mut server = start(&telegram_env(&telegram));
+    assert_eq!(get(server.port, "/panic").0, 500);
+    assert!(telegram.wait_for(1, Duration::from_secs(30)));
+
+    // Stop at once: the retry is due after the two-second drain, so only the
+    // flush at exit can deliver it.
+    assert!(server.terminate(), "exit 0");
+    let requests = telegram.requests();
+    assert_eq!(requests.len(), 2, "the 429, then the retry");
+    let waited = requests[1].at.duration_since(requests[0].at);
+    assert!(
+        waited >= Duration::from_secs(3),
+        "retried after {waited:?}, before retry_after"
+    );
+    assert_eq!(requests[0].body, requests[1].body);
+    assert!(!server.output().contains("SECRET-quickstart-token"));
+}
+
+#[test]
+fn a_half_configured_telegram_is_a_clear_startup_error() {
+    let (success, stderr) = run_to_exit(&[("TELEGRAM_BOT_TOKEN", "123456:SECRET-half")]);
+    assert!(!success);
+    assert!(stderr.contains("TELEGRAM_CHAT_ID"), "{stderr}");
+    assert!(!stderr.contains("SECRET-half"), "{stderr}");
 }

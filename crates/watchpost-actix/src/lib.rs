@@ -5,6 +5,8 @@
 //! - [`configure`] mounts the health probes with
 //!   [`App::configure`](actix_web::App::configure).
 //! - [`RateLimit`] limits requests per client IP, with `App::wrap`.
+//! - [`CatchPanic`] turns a panicking handler into a 500 and an alert, and
+//!   keeps the worker serving, with `App::wrap`.
 //!
 //! ```
 //! use actix_web::{web, App, HttpServer};
@@ -56,8 +58,10 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod catch_panic;
 mod rate_limit;
 
+pub use catch_panic::{CatchPanic, CatchPanicMiddleware};
 pub use rate_limit::{RateLimit, RateLimitMiddleware, ResolvedClientIp};
 
 use actix_web::http::StatusCode;

@@ -9,6 +9,9 @@
 //!   `into_make_service_with_connect_info::<SocketAddr>()`).
 //! - [`ClientIp`] extracts the client address, resolved through trusted
 //!   proxies exactly as the rate limiter does.
+//! - [`CatchPanicLayer`] turns a panicking handler into a 500 and an alert,
+//!   and keeps the server serving (see
+//!   [`watchpost_tower::catch_panic`]).
 //!
 //! ```
 //! use std::net::SocketAddr;
@@ -53,7 +56,7 @@ use axum::http::Extensions;
 use axum::Router;
 use watchpost::client_ip::ClientIpResolver;
 use watchpost::health::HealthChecks;
-pub use watchpost_tower::{HealthService, ResolvedClientIp};
+pub use watchpost_tower::{CatchPanicLayer, HealthService, ResolvedClientIp};
 
 /// A router answering the probe paths (`/livez`, `/readyz`, `/healthz` and
 /// `/<probe>/{name}`, or the paths configured on the builder), for any router

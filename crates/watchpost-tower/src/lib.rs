@@ -10,6 +10,8 @@
 //! - [`RateLimitLayer`] applies a [`watchpost::ratelimit::RateLimiter`]:
 //!   429 with `Retry-After` and the IETF `RateLimit` headers when a client is
 //!   over quota, the quota headers on allowed responses.
+//! - [`CatchPanicLayer`] turns a panicking handler into a 500 and an alert,
+//!   and keeps the server serving (see [`catch_panic`]).
 //!
 //! # Examples
 //!
@@ -72,8 +74,11 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod catch_panic;
 mod health;
 mod rate_limit;
+
+pub use catch_panic::{CatchPanic, CatchPanicLayer};
 
 pub use health::{HealthService, ResponseFuture};
 pub use rate_limit::{

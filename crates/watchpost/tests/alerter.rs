@@ -88,8 +88,11 @@ impl Sink for Stuck {
     }
 }
 
+/// Panics inside its future, or (`early`) before returning one.
 #[derive(Debug)]
-struct Panicking;
+struct Panicking {
+    early: bool,
+}
 
 impl Sink for Panicking {
     fn name(&self) -> &str {
@@ -97,6 +100,7 @@ impl Sink for Panicking {
     }
 
     fn deliver<'a>(&'a self, _: &'a Notification) -> DeliverFuture<'a> {
+        assert!(!self.early, "a bug in a sink, before its future");
         Box::pin(async { panic!("a bug in a sink") })
     }
 }
@@ -257,7 +261,8 @@ fn a_broken_sink_never_holds_up_another() {
     let memory = MemorySink::new();
     let alerter = quick()
         .sink(stuck.clone())
-        .sink(Panicking)
+        .sink(Panicking { early: false })
+        .sink(Panicking { early: true })
         .sink(memory.clone())
         .attempt_timeout(Duration::from_secs(3600))
         .build()
@@ -269,7 +274,7 @@ fn a_broken_sink_never_holds_up_another() {
     stuck.release.add_permits(3);
     assert!(alerter.flush(HANG));
     let stats = alerter.stats();
-    assert_eq!((stats.sent, stats.failed), (6, 3), "{stats:?}");
+    assert_eq!((stats.sent, stats.failed), (6, 6), "{stats:?}");
 }
 
 #[test]

@@ -2,8 +2,11 @@
 //! thread: cheap, never blocks on I/O, bounded.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
+
+use hashbrown::HashTable;
 
 use super::model::Alert;
 
@@ -21,14 +24,27 @@ pub(crate) enum Seen {
 #[derive(Debug)]
 pub(crate) struct Gate {
     shards: [Mutex<Shard>; SHARDS],
+    hasher: RandomState,
     window: Duration,
     max_keys_per_shard: usize,
 }
 
-#[derive(Debug, Default)]
+/// A key is hashed once per check: the hash picks the shard (from its
+/// middle bits) and the slot (low bits and top 7 bits, as hashbrown uses
+/// them).
+#[derive(Default)]
 struct Shard {
-    dedupe: HashMap<String, Window>,
+    dedupe: HashTable<(String, Window)>,
     incidents: HashMap<String, Incident>,
+}
+
+impl std::fmt::Debug for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shard")
+            .field("dedupe", &self.dedupe.len())
+            .field("incidents", &self.incidents.len())
+            .finish()
+    }
 }
 
 #[derive(Debug)]
@@ -47,6 +63,7 @@ impl Gate {
     pub(crate) fn new(window: Duration, max_keys: usize) -> Self {
         Self {
             shards: Default::default(),
+            hasher: RandomState::new(),
             window,
             max_keys_per_shard: (max_keys / SHARDS).max(1),
         }
@@ -56,14 +73,8 @@ impl Gate {
         self.window
     }
 
-    fn shard(&self, key: &str) -> std::sync::MutexGuard<'_, Shard> {
-        // FNV-1a over at most 32 bytes: enough to spread keys over 8 shards.
-        let mut h: u32 = 0x811c_9dc5;
-        for &b in key.as_bytes().iter().take(32) {
-            h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
-        }
-        let i = (h as usize) % SHARDS;
-        self.shards[i]
+    fn shard(&self, hash: u64) -> MutexGuard<'_, Shard> {
+        self.shards[((hash >> 32) as usize) % SHARDS]
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
@@ -71,8 +82,9 @@ impl Gate {
     /// Records an alert with `key` at `now`.
     pub(crate) fn check(&self, key: &str, now: Instant) -> Seen {
         let window = self.window;
-        let mut shard = self.shard(key);
-        if let Some(w) = shard.dedupe.get_mut(key) {
+        let hash = self.hasher.hash_one(key);
+        let mut shard = self.shard(hash);
+        if let Some((_, w)) = shard.dedupe.find_mut(hash, |(k, _)| k == key) {
             if now.saturating_duration_since(w.since) < window {
                 w.suppressed = w.suppressed.saturating_add(1);
                 return Seen::Suppressed;
@@ -87,30 +99,33 @@ impl Gate {
         if shard.dedupe.len() >= self.max_keys_per_shard {
             shard
                 .dedupe
-                .retain(|_, w| now.saturating_duration_since(w.since) < window);
+                .retain(|(_, w)| now.saturating_duration_since(w.since) < window);
             if shard.dedupe.len() >= self.max_keys_per_shard {
                 // Every key is live: forget the oldest half rather than grow.
                 // Those keys may alert again early; none is lost.
-                let mut ages: Vec<Instant> = shard.dedupe.values().map(|w| w.since).collect();
-                ages.sort_unstable();
-                if let Some(&cut) = ages.get(ages.len() / 2) {
-                    shard.dedupe.retain(|_, w| w.since > cut);
+                let mut ages: Vec<Instant> = shard.dedupe.iter().map(|(_, w)| w.since).collect();
+                if !ages.is_empty() {
+                    let mid = ages.len() / 2;
+                    let (_, &mut cut, _) = ages.select_nth_unstable(mid);
+                    shard.dedupe.retain(|(_, w)| w.since > cut);
                 }
             }
         }
-        shard.dedupe.insert(
-            key.to_owned(),
-            Window {
-                since: now,
-                suppressed: 0,
-            },
-        );
+        let window = Window {
+            since: now,
+            suppressed: 0,
+        };
+        shard
+            .dedupe
+            .insert_unique(hash, (key.to_owned(), window), |(k, _)| {
+                self.hasher.hash_one(k)
+            });
         Seen::Deliver { similar: 0 }
     }
 
     /// Opens the incident `key`. `false` if it is already open.
     pub(crate) fn open(&self, key: &str, alert: &Alert, at: SystemTime) -> bool {
-        let mut shard = self.shard(key);
+        let mut shard = self.shard(self.hasher.hash_one(key));
         if shard.incidents.contains_key(key) {
             return false;
         }
@@ -126,12 +141,14 @@ impl Gate {
 
     /// Closes the incident `key`, if open.
     pub(crate) fn close(&self, key: &str) -> Option<Incident> {
-        self.shard(key).incidents.remove(key)
+        self.shard(self.hasher.hash_one(key)).incidents.remove(key)
     }
 
     /// Whether the incident `key` is open.
     pub(crate) fn is_open(&self, key: &str) -> bool {
-        self.shard(key).incidents.contains_key(key)
+        self.shard(self.hasher.hash_one(key))
+            .incidents
+            .contains_key(key)
     }
 }
 

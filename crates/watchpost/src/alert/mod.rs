@@ -25,6 +25,10 @@
 //!   retried; a wrong Telegram token switches that sink off with one log
 //!   line. Failures are counted in [`Stats`] and logged at most once per
 //!   sink per minute, never alerted about (that would loop).
+//! - **Panics and events.** [`panic::install`](crate::panic::install)
+//!   reports panics before the process dies; with the `tracing-layer`
+//!   feature, `AlertLayer` turns `ERROR` events into alerts, deduplicated
+//!   by call site.
 //! - **No leaked secrets.** Bot tokens and webhook URLs never appear in a
 //!   `Debug` print, an error or a log line.
 //!
@@ -78,10 +82,10 @@ pub use self::sink::{DeliverFuture, Pacing, Sink, SinkError, SinkErrorKind};
 pub use self::sinks::LogSink;
 #[cfg(feature = "test-util")]
 pub use self::sinks::MemorySink;
-#[cfg(feature = "telegram")]
-pub use self::sinks::{TelegramSink, TelegramSinkBuilder};
 #[cfg(feature = "webhook")]
 pub use self::sinks::{ParseWebhookFormatError, WebhookFormat, WebhookSink};
+#[cfg(feature = "telegram")]
+pub use self::sinks::{TelegramSink, TelegramSinkBuilder};
 pub use self::store::{AlertStore, Claim, MemoryStore, StoreError, StoreFuture};
 #[cfg(feature = "tracing-layer")]
 pub use self::tracing_layer::AlertLayer;

@@ -107,8 +107,9 @@ impl std::error::Error for StoreError {
 
 /// The in-process [`AlertStore`]: the default.
 ///
-/// Entries expire with their window; the map is swept when it grows past
-/// 10,000 keys, so memory stays bounded.
+/// Entries expire with their window. When the map reaches 10,000 keys it is
+/// swept, and if half of them are still live, the half that expires first
+/// is forgotten: memory stays bounded under a flood of distinct alerts.
 ///
 /// # Examples
 ///
@@ -154,6 +155,17 @@ impl MemoryStore {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if state.dedupe.len() >= SWEEP_AT && !state.dedupe.contains_key(key) {
             state.dedupe.retain(|_, e| e.until > at);
+            if state.dedupe.len() >= SWEEP_AT / 2 {
+                // Still full of live keys (a flood of distinct alerts): forget
+                // the half that expires first, so memory stays bounded and the
+                // next sweep is thousands of inserts away. Those keys may
+                // alert again early; none is lost.
+                let mut ends: Vec<SystemTime> = state.dedupe.values().map(|e| e.until).collect();
+                let middle = ends.len() / 2;
+                let (_, cut, _) = ends.select_nth_unstable(middle);
+                let cut = *cut;
+                state.dedupe.retain(|_, e| e.until > cut);
+            }
         }
         let until = at.checked_add(window).unwrap_or(at);
         match state.dedupe.get_mut(key) {
@@ -257,6 +269,22 @@ mod tests {
         assert!(!block(store.open_incident("db", t0)));
         assert_eq!(block(store.close_incident("db")), Some(t0));
         assert_eq!(block(store.close_incident("db")), None);
+    }
+
+    #[test]
+    fn a_flood_of_live_keys_stays_bounded() {
+        let store = MemoryStore::new();
+        let t0 = SystemTime::UNIX_EPOCH;
+        let w = Duration::from_secs(3600);
+        for i in 0..100_000u64 {
+            let at = t0 + Duration::from_millis(i);
+            block(store.claim(&i.to_string(), at, w, 0));
+        }
+        let len = store.state.lock().unwrap().dedupe.len();
+        assert!(len <= SWEEP_AT, "{len} keys kept");
+        // The newest keys are the ones kept.
+        let newest = t0 + Duration::from_millis(99_999);
+        assert_eq!(block(store.claim("99999", newest, w, 0)), Claim::Suppressed);
     }
 
     #[test]

@@ -391,7 +391,8 @@ async fn settle(
     match op {
         StoreOp::Claim { similar } => {
             let claim =
-                AssertUnwindSafe(store.claim(&n.key, n.time, n.window, similar)).catch_unwind();
+                AssertUnwindSafe(async { store.claim(&n.key, n.time, n.window, similar).await })
+                    .catch_unwind();
             match tokio::time::timeout(timeout, claim).await {
                 Ok(Ok(Ok(Claim::Deliver { similar }))) => n.similar = similar,
                 Ok(Ok(Ok(Claim::Suppressed))) => return None,
@@ -402,7 +403,8 @@ async fn settle(
         }
         StoreOp::Open => {
             let started = n.started_at.unwrap_or(n.time);
-            let open = AssertUnwindSafe(store.open_incident(&n.key, started)).catch_unwind();
+            let open = AssertUnwindSafe(async { store.open_incident(&n.key, started).await })
+                .catch_unwind();
             match tokio::time::timeout(timeout, open).await {
                 Ok(Ok(Ok(true))) => {}
                 Ok(Ok(Ok(false))) => return None,
@@ -412,7 +414,8 @@ async fn settle(
             }
         }
         StoreOp::Close => {
-            let close = AssertUnwindSafe(store.close_incident(&n.key)).catch_unwind();
+            let close =
+                AssertUnwindSafe(async { store.close_incident(&n.key).await }).catch_unwind();
             match tokio::time::timeout(timeout, close).await {
                 Ok(Ok(Ok(Some(started)))) => {
                     n.started_at = Some(started);
@@ -471,7 +474,10 @@ async fn deliver(
     let deadline = part.queued_at + config.max_age;
     loop {
         pacer.wait().await;
-        let attempt = AssertUnwindSafe(sink.deliver(&part.notification)).catch_unwind();
+        // `async` so a sink that panics before returning its future is
+        // caught too.
+        let attempt =
+            AssertUnwindSafe(async { sink.deliver(&part.notification).await }).catch_unwind();
         let error = match tokio::time::timeout(config.attempt_timeout, attempt).await {
             Ok(Ok(Ok(()))) => return Ok(()),
             Ok(Ok(Err(e))) => e,
@@ -495,7 +501,8 @@ async fn deliver(
                 jitter.backoff(config.backoff_initial, config.backoff_max, failures)
             }
             SinkErrorKind::Rejected => {
-                log.given_up.warn(name, &format!("alert rejected, not retried: {error}"));
+                log.given_up
+                    .warn(name, &format!("alert rejected, not retried: {error}"));
                 return Err(error);
             }
             SinkErrorKind::Disabled => return Err(error),

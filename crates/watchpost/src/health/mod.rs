@@ -21,6 +21,9 @@
 //!   packet from flapping the status.
 //! - **No leaks.** Bodies carry check names and statuses; error text is
 //!   logged, and shown only as the [`Details`] policy allows.
+//! - **Alerts.** [`alert_on_failure`](HealthChecksBuilder::alert_on_failure)
+//!   fires an incident when a check goes down (thresholds applied) and
+//!   resolves it when the check comes back.
 //! - **Graceful shutdown.** [`HealthChecks::shutdown_signal`] flips readiness
 //!   to 503 on SIGTERM and waits a drain delay before the server stops.
 //!
@@ -54,6 +57,7 @@
 //! # Ok(()) }
 //! ```
 
+mod alerts;
 mod builder;
 pub(crate) mod check;
 mod http;

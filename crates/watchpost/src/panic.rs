@@ -1,1 +1,0 @@
-//! The panic hook (in progress).

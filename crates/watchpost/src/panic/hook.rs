@@ -1,0 +1,300 @@
+//! The hook: install once, chain the previous one, alert every panic.
+
+use std::fmt::{self, Write as _};
+use std::panic::PanicHookInfo;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use super::{
+    backtrace, catch, full_message, on_delivery_thread, payload_message, thread_name, title,
+    DEFAULT_TIMEOUT,
+};
+use crate::alert::{Alert, Alerter};
+
+/// The installed hook's settings; set once, for the life of the process.
+static HOOK: OnceLock<HookConfig> = OnceLock::new();
+
+#[derive(Debug)]
+struct HookConfig {
+    alerter: Alerter,
+    timeout: Duration,
+    backtrace: bool,
+}
+
+/// Installs watchpost's panic hook with the default settings (3 s delivery
+/// timeout, backtraces on). See the [module docs](super) for what it does,
+/// and [`PanicHook`] for the settings.
+///
+/// Call it once, at startup, after building the [`Alerter`]. The hook keeps
+/// a clone of the alerter for the life of the process.
+///
+/// # Panics
+///
+/// If watchpost's hook is already installed (use [`try_install`] to get an
+/// error instead), or when called while the thread is panicking (as
+/// [`std::panic::set_hook`] does).
+///
+/// # Examples
+///
+/// ```
+/// use watchpost::alert::Alerter;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // TELEGRAM_BOT_TOKEN + TELEGRAM_CHAT_ID, WATCHPOST_WEBHOOK_URL, ...;
+/// // with nothing set, panics are alerted to the log.
+/// let alerter = Alerter::from_env()?;
+/// watchpost::panic::install(&alerter);
+/// assert!(watchpost::panic::is_installed());
+/// # Ok(()) }
+/// ```
+pub fn install(alerter: &Alerter) {
+    PanicHook::new(alerter).install();
+}
+
+/// Installs watchpost's panic hook with the default settings, unless it is
+/// already installed.
+///
+/// # Errors
+///
+/// [`AlreadyInstalled`] if watchpost's hook was installed before (by any
+/// alerter); the first one stays.
+///
+/// # Panics
+///
+/// When called while the thread is panicking (as [`std::panic::set_hook`]
+/// does).
+pub fn try_install(alerter: &Alerter) -> Result<(), AlreadyInstalled> {
+    PanicHook::new(alerter).try_install()
+}
+
+/// Whether watchpost's panic hook is installed.
+pub fn is_installed() -> bool {
+    HOOK.get().is_some()
+}
+
+/// The panic hook's settings, and how to install it with them.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use watchpost::alert::Alerter;
+/// use watchpost::panic::PanicHook;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let alerter = Alerter::from_env()?;
+/// PanicHook::new(&alerter)
+///     .timeout(Duration::from_secs(10)) // a slow network
+///     .backtrace(false)                 // no symbols shipped
+///     .try_install()?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "the hook does nothing until `install` or `try_install` is called"]
+pub struct PanicHook {
+    alerter: Alerter,
+    timeout: Duration,
+    backtrace: bool,
+}
+
+impl PanicHook {
+    /// A hook sending to `alerter`, with a 3 s delivery timeout and
+    /// backtraces on.
+    pub fn new(alerter: &Alerter) -> Self {
+        Self {
+            alerter: alerter.clone(),
+            timeout: DEFAULT_TIMEOUT,
+            backtrace: true,
+        }
+    }
+
+    /// How long the panicking thread waits for the alert's delivery at most
+    /// (default 3 s). Not waited inside a [`CatchScope`](super::CatchScope), nor for a panic
+    /// dedupe suppressed.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Whether alerts carry a backtrace (default `true`). Capturing one
+    /// reads the binary's debug info, which takes a moment the first time.
+    pub fn backtrace(mut self, enabled: bool) -> Self {
+        self.backtrace = enabled;
+        self
+    }
+
+    /// Installs the hook.
+    ///
+    /// # Panics
+    ///
+    /// If watchpost's hook is already installed, or when called while the
+    /// thread is panicking.
+    pub fn install(self) {
+        if let Err(e) = self.try_install() {
+            panic!("{e}");
+        }
+    }
+
+    /// Installs the hook, unless watchpost's hook is already installed.
+    ///
+    /// # Errors
+    ///
+    /// [`AlreadyInstalled`] if it is; the first one stays.
+    ///
+    /// # Panics
+    ///
+    /// When called while the thread is panicking (as
+    /// [`std::panic::set_hook`] does).
+    pub fn try_install(self) -> Result<(), AlreadyInstalled> {
+        assert!(
+            !std::thread::panicking(),
+            "cannot install the panic hook from a panicking thread"
+        );
+        let mut fresh = false;
+        HOOK.get_or_init(|| {
+            fresh = true;
+            // Chained inside the initialiser, so `is_installed` turns true
+            // only once the hook is in place. A panic in between finds no
+            // config and goes straight to the previous hook.
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                if let Some(config) = HOOK.get() {
+                    on_panic(config, info);
+                }
+                previous(info);
+            }));
+            HookConfig {
+                alerter: self.alerter,
+                timeout: self.timeout,
+                backtrace: self.backtrace,
+            }
+        });
+        if fresh {
+            Ok(())
+        } else {
+            Err(AlreadyInstalled { _private: () })
+        }
+    }
+}
+
+/// [`try_install`] was called when watchpost's panic hook was already
+/// installed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AlreadyInstalled {
+    _private: (),
+}
+
+impl fmt::Display for AlreadyInstalled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("watchpost's panic hook is already installed")
+    }
+}
+
+impl std::error::Error for AlreadyInstalled {}
+
+/// The hook itself. Must never panic (a panic in a panic hook aborts):
+/// nothing here unwraps, indexes or formats with a fallible `to_string`.
+fn on_panic(config: &HookConfig, info: &PanicHookInfo<'_>) {
+    if on_delivery_thread(&config.alerter) {
+        // A sink or the store panicked: an alert would go back into it.
+        return;
+    }
+    let scope = catch::current_scope();
+    // Under `panic = "abort"` nothing is caught: wait as for any panic.
+    let caught = scope.is_some() && cfg!(panic = "unwind");
+    let location = info
+        .location()
+        .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
+    let backtrace = config.backtrace.then(backtrace::capture);
+    let alert = panic_alert(&PanicDetails {
+        message: payload_message(info.payload()),
+        location: location.as_deref(),
+        thread: &thread_name(),
+        request: scope.as_ref().and_then(|s| s.request()),
+        caught,
+        backtrace: backtrace.as_deref(),
+    });
+    if caught {
+        config.alerter.send(alert);
+        catch::mark_reported();
+    } else {
+        config.alerter.send_and_wait(alert, config.timeout);
+    }
+}
+
+/// What a panic alert is made of.
+struct PanicDetails<'a> {
+    message: &'a str,
+    location: Option<&'a str>,
+    thread: &'a str,
+    request: Option<&'a str>,
+    caught: bool,
+    backtrace: Option<&'a str>,
+}
+
+fn panic_alert(d: &PanicDetails<'_>) -> Alert {
+    let location = d.location.unwrap_or("unknown location");
+    let mut detail = String::new();
+    let _ = write!(
+        detail,
+        "{}at {location}\nthread '{}'",
+        full_message(d.message),
+        d.thread
+    );
+    if let Some(request) = d.request {
+        let _ = write!(detail, "\nrequest {request}");
+    }
+    if d.caught {
+        let _ = write!(detail, " (caught: the client got a 500, serving goes on)");
+    }
+    if let Some(backtrace) = d.backtrace {
+        let _ = write!(detail, "\n\nbacktrace:\n{backtrace}");
+    }
+    let mut alert = Alert::critical(title(d.message))
+        .key(format!("panic:{location}"))
+        .detail(detail)
+        .label("thread", d.thread)
+        .label("location", location);
+    if let Some(request) = d.request {
+        alert = alert.label("request", request);
+    }
+    alert
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alert_is_keyed_by_location_and_labelled() {
+        let alert = panic_alert(&PanicDetails {
+            message: "boom",
+            location: Some("src/main.rs:12:5"),
+            thread: "main",
+            request: Some("GET /x"),
+            caught: true,
+            backtrace: Some("  0: app::main\n"),
+        });
+        assert_eq!(alert.title(), "panic: boom");
+        assert_eq!(alert.explicit_key(), Some("panic:src/main.rs:12:5"));
+        assert_eq!(alert.severity(), crate::alert::Severity::Critical);
+        let labels: Vec<_> = alert.labels().collect();
+        assert_eq!(
+            labels,
+            [
+                ("thread", "main"),
+                ("location", "src/main.rs:12:5"),
+                ("request", "GET /x")
+            ]
+        );
+        let detail = alert.detail_text().unwrap_or_default();
+        assert!(detail.starts_with("at src/main.rs:12:5\nthread 'main'\nrequest GET /x (caught"));
+        assert!(detail.ends_with("backtrace:\n  0: app::main\n"), "{detail}");
+    }
+
+    #[test]
+    fn already_installed_displays_lowercase() {
+        let e = AlreadyInstalled { _private: () };
+        assert_eq!(e.to_string(), "watchpost's panic hook is already installed");
+    }
+}
