@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use actix_web::body::EitherBody;
 use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
+use actix_web::error::InternalError;
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::{Error, HttpMessage, HttpResponse};
 use futures_util::future::LocalBoxFuture;
@@ -124,7 +125,17 @@ where
         }
         let future = self.service.call(req);
         Box::pin(async move {
-            let mut response = future.await?;
+            let mut response = match future.await {
+                Ok(response) => response,
+                Err(error) => {
+                    // An error (a caught panic, a handler's `Err`) becomes a
+                    // response further out; give it the headers now, as the
+                    // tower layer does for every response.
+                    let mut response = error.error_response();
+                    insert_headers(response.headers_mut(), &outcome);
+                    return Err(InternalError::from_response(error, response).into());
+                }
+            };
             insert_headers(response.headers_mut(), &outcome);
             Ok(response.map_into_left_body())
         })

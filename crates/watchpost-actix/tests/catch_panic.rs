@@ -186,3 +186,32 @@ async fn exchange(
         .await
         .expect("the server answers")
 }
+
+#[actix_web::test]
+async fn an_outer_rate_limit_adds_its_headers_to_the_panic_500_as_in_tower() {
+    use watchpost::ratelimit::RateLimiter;
+    let limiter = RateLimiter::per_ip("60/min".parse().unwrap());
+    let app =
+        test::init_service(app(CatchPanic::new()).wrap(watchpost_actix::RateLimit::new(limiter)))
+            .await;
+    let req = test::TestRequest::get()
+        .uri("/panic")
+        .peer_addr("203.0.113.9:5000".parse().unwrap())
+        .to_request();
+    let err = test::try_call_service(&app, req).await.err().unwrap();
+    let res = err.error_response();
+    assert_eq!(res.status().as_u16(), 500);
+    let header = |name: &str| {
+        res.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    assert_eq!(header("content-type").as_deref(), Some(PANIC_CONTENT_TYPE));
+    assert_eq!(
+        header("ratelimit-policy").as_deref(),
+        Some("\"default\";q=60;w=60")
+    );
+    assert!(header("ratelimit").is_some());
+    let body = actix_web::body::to_bytes(res.into_body()).await.unwrap();
+    assert_eq!(body, PANIC_BODY.as_bytes());
+}
