@@ -37,6 +37,7 @@
 //! | `http-check` | yes | [`checks::HttpCheck`], on reqwest with rustls |
 //! | `telegram` | yes | `alert::TelegramSink`, on reqwest with rustls |
 //! | `webhook` | yes | `alert::WebhookSink` (Alertmanager JSON, Slack, Discord) |
+//! | `sentry` | no | `alert::SentrySink`: alerts and panics (with stack traces) as events to Sentry, GlitchTip or any Sentry-compatible server |
 //! | `tracing-layer` | no | `alert::AlertLayer`: ERROR events become alerts |
 //! | `test-util` | no | `alert::MemorySink`, to assert on alerts in tests |
 //!
@@ -48,6 +49,7 @@
 pub mod alert;
 pub mod client_ip;
 pub mod health;
+pub mod monitor;
 pub mod panic;
 pub mod ratelimit;
 

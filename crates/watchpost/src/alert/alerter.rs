@@ -2,18 +2,19 @@
 
 use std::fmt;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::env::ConfigError;
-use super::gate::{Gate, Seen};
+use super::gate::{Gate, HotRule, Looping, Seen};
 use super::model::{Alert, ServiceInfo};
 use super::notification::{Notification, NotificationKind};
 use super::sink::Sink;
 use super::sinks::LogSink;
 use super::store::{AlertStore, MemoryStore};
 use super::worker::{self, Counters, DeliveryConfig, Done, Job, Queue, StoreOp};
+use crate::monitor::{Clock, Tick};
 
 /// Sends alerts to Telegram, webhooks and the log without ever blocking or
 /// failing the caller, once per incident.
@@ -52,6 +53,7 @@ pub struct Alerter {
 
 struct Inner {
     service: Arc<ServiceInfo>,
+    clock: Clock,
     gate: Gate,
     queue: Arc<Queue>,
     counters: Arc<Counters>,
@@ -117,60 +119,20 @@ impl Alerter {
     /// Never blocks on I/O, never panics, and returns nothing to handle:
     /// the alert is queued for the delivery thread.
     pub fn send(&self, alert: Alert) {
-        let now = Instant::now();
-        let key = alert.dedupe_key();
-        match self.inner.gate.check(&key, now) {
-            Seen::Suppressed => {
-                self.inner
-                    .counters
-                    .suppressed
-                    .fetch_add(1, Ordering::Relaxed);
-            }
-            Seen::Deliver { similar } => {
-                let key = key.into_owned();
-                self.enqueue(alert, key, NotificationKind::Alert, similar, None, None);
-            }
-        }
+        self.inner.send(alert, None);
     }
 
     /// Opens the incident `key` and sends one "firing" message. Further
     /// `fire` calls for an open incident send nothing (they count as
     /// suppressed) until [`resolve`](Self::resolve) closes it.
     pub fn fire(&self, key: &str, alert: Alert) {
-        let at = SystemTime::now();
-        if self.inner.gate.open(key, &alert, at) {
-            let alert = alert.key(key);
-            self.enqueue(
-                alert,
-                key.to_owned(),
-                NotificationKind::Firing,
-                0,
-                Some(at),
-                None,
-            );
-        } else {
-            self.inner
-                .counters
-                .suppressed
-                .fetch_add(1, Ordering::Relaxed);
-        }
+        self.inner.fire(key, alert);
     }
 
     /// Closes the incident `key` and sends one "resolved" message saying
     /// how long it lasted. Does nothing if `key` isn't firing.
     pub fn resolve(&self, key: &str) {
-        if let Some(incident) = self.inner.gate.close(key) {
-            let now = SystemTime::now();
-            let duration = now.duration_since(incident.started_at).unwrap_or_default();
-            self.enqueue(
-                incident.alert,
-                key.to_owned(),
-                NotificationKind::Resolved { duration },
-                0,
-                Some(incident.started_at),
-                None,
-            );
-        }
+        self.inner.resolve(key);
     }
 
     /// Whether the incident `key` is open (in this process).
@@ -218,37 +180,80 @@ impl Alerter {
     /// thread it doesn't wait (the thread can't deliver while it waits).
     /// `true` if the alert is settled.
     pub(crate) fn send_and_wait(&self, alert: Alert, timeout: Duration) -> bool {
-        let key = alert.dedupe_key();
-        match self.inner.gate.check(&key, Instant::now()) {
-            Seen::Suppressed => {
-                self.inner
-                    .counters
-                    .suppressed
-                    .fetch_add(1, Ordering::Relaxed);
-                true
-            }
-            Seen::Deliver { similar } => {
-                let key = key.into_owned();
-                let done = Arc::new(Done::default());
-                self.enqueue(
-                    alert,
-                    key,
-                    NotificationKind::Alert,
-                    similar,
-                    None,
-                    Some(done.clone()),
-                );
-                if std::thread::current().id() == self.inner.worker {
-                    return false;
-                }
-                done.wait(timeout)
-            }
+        let done = Arc::new(Done::default());
+        if !self.inner.send(alert, Some(done.clone())) {
+            return true;
         }
+        if self.is_delivery_thread() {
+            return false;
+        }
+        done.wait(timeout)
     }
 
     /// Whether the current thread is this alerter's delivery thread.
     pub(crate) fn is_delivery_thread(&self) -> bool {
         std::thread::current().id() == self.inner.worker
+    }
+}
+
+/// The key of the looping incident for alerts keyed `key`.
+fn looping_key(key: &str) -> String {
+    format!("looping:{key}")
+}
+
+impl Inner {
+    /// Sends `alert` unless suppressed; `true` if it was queued (and
+    /// `done` will be signalled).
+    fn send(&self, alert: Alert, done: Option<Arc<Done>>) -> bool {
+        let key = alert.dedupe_key();
+        let (seen, looping) = self.gate.check(&key, self.clock.now());
+        if let Some(looping) = looping {
+            let looping_alert = looping_alert(&alert, looping);
+            self.fire(&looping_key(&key), looping_alert);
+        }
+        match seen {
+            Seen::Suppressed => {
+                self.counters.suppressed.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+            Seen::Deliver { similar } => {
+                let key = key.into_owned();
+                self.enqueue(alert, key, NotificationKind::Alert, similar, None, done);
+                true
+            }
+        }
+    }
+
+    fn fire(&self, key: &str, alert: Alert) {
+        let at = self.clock.system_time();
+        if self.gate.open(key, &alert, at) {
+            let alert = alert.key(key);
+            self.enqueue(
+                alert,
+                key.to_owned(),
+                NotificationKind::Firing,
+                0,
+                Some(at),
+                None,
+            );
+        } else {
+            self.counters.suppressed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn resolve(&self, key: &str) {
+        if let Some(incident) = self.gate.close(key) {
+            let now = self.clock.system_time();
+            let duration = now.duration_since(incident.started_at).unwrap_or_default();
+            self.enqueue(
+                incident.alert,
+                key.to_owned(),
+                NotificationKind::Resolved { duration },
+                0,
+                Some(incident.started_at),
+                None,
+            );
+        }
     }
 
     fn enqueue(
@@ -267,20 +272,51 @@ impl Alerter {
         };
         let notification = Notification {
             alert,
-            service: self.inner.service.clone(),
+            service: self.service.clone(),
             kind,
             key,
             similar,
-            window: self.inner.gate.window(),
-            time: SystemTime::now(),
+            window: self.gate.window(),
+            time: self.clock.system_time(),
             started_at,
         };
-        self.inner.queue.push(Job {
+        self.queue.push(Job {
             notification,
             op,
             done,
         });
     }
+}
+
+/// Resolves the looping incidents of keys that cooled down.
+impl Tick for Inner {
+    fn tick(&self, now: Instant) {
+        for key in self.gate.cooled(now) {
+            self.resolve(&looping_key(&key));
+        }
+    }
+}
+
+/// The "looping" alert for a key that just became hot, built from the
+/// occurrence that made it so.
+fn looping_alert(alert: &Alert, looping: Looping) -> Alert {
+    let mut detail = format!(
+        "Fired {} times in the last {} (deduplicated: most were not sent). \
+         A retry loop or a stuck job is the usual cause; each occurrence may cost money.",
+        looping.count,
+        super::notification::format_duration(looping.span),
+    );
+    if let Some(original) = alert.detail_text() {
+        detail.push_str("\n\n");
+        detail.push_str(original);
+    }
+    let mut looping_alert = Alert::new(alert.severity(), format!("Looping: {}", alert.title()))
+        .detail(detail)
+        .label("occurrences", looping.count.to_string());
+    for (name, value) in alert.labels() {
+        looping_alert = looping_alert.label(name, value);
+    }
+    looping_alert
 }
 
 /// Configures an [`Alerter`].
@@ -310,6 +346,8 @@ pub struct AlerterBuilder {
     queue_capacity: usize,
     max_keys: usize,
     delivery: DeliveryConfig,
+    clock: Clock,
+    looping: Option<HotRule>,
 }
 
 impl fmt::Debug for AlerterBuilder {
@@ -352,6 +390,11 @@ impl AlerterBuilder {
                 attempt_timeout: Duration::from_secs(10),
                 store_timeout: Duration::from_secs(2),
             },
+            clock: Clock::system(),
+            looping: Some(HotRule {
+                threshold: 100,
+                window: Duration::from_secs(3600),
+            }),
         }
     }
 
@@ -436,6 +479,37 @@ impl AlerterBuilder {
         self
     }
 
+    /// Looping alerts, the retry-loop detector: when alerts with one key
+    /// occur more than `count` times within `window` (default 100 in an
+    /// hour), one
+    /// incident `looping:<key>` fires, "Looping: <title>", saying how many
+    /// times it fired, although dedupe keeps suppressing the alert itself.
+    /// It resolves once the pace over the last quarter of the window,
+    /// scaled to the window, is under half of `count` (for the default: 15
+    /// quiet minutes after the loop stops).
+    pub fn looping_threshold(mut self, count: u32, window: Duration) -> Self {
+        self.looping = Some(HotRule {
+            threshold: u64::from(count),
+            window,
+        });
+        self
+    }
+
+    /// No looping alerts: a key that keeps recurring is only deduplicated.
+    pub fn disable_looping_alerts(mut self) -> Self {
+        self.looping = None;
+        self
+    }
+
+    /// The clock behind dedupe windows, incidents and message times
+    /// (default [`Clock::system`]). Tests pass a
+    /// [`ManualClock`](crate::monitor::ManualClock)'s clock to move time
+    /// by hand.
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// Builds the alerter and starts its delivery thread.
     ///
     /// # Errors
@@ -456,6 +530,14 @@ impl AlerterBuilder {
         if self.delivery.attempt_timeout.is_zero() {
             return Err(zero("attempt_timeout"));
         }
+        if let Some(rule) = self.looping {
+            if rule.threshold == 0 {
+                return Err(zero("looping_threshold count"));
+            }
+            if rule.window.is_zero() {
+                return Err(zero("looping_threshold window"));
+            }
+        }
         let mut sinks = self.sinks;
         if sinks.is_empty() {
             sinks.push(Arc::new(LogSink::new()));
@@ -468,16 +550,21 @@ impl AlerterBuilder {
         let queue = Arc::new(Queue::new(self.queue_capacity, counters.clone()));
         let handle = worker::spawn(queue.clone(), sinks, store, self.delivery, counters.clone())
             .map_err(ConfigError::Spawn)?;
-        Ok(Alerter {
-            inner: Arc::new(Inner {
-                service: Arc::new(self.service),
-                gate: Gate::new(self.window, self.max_keys),
-                queue,
-                counters,
-                sinks: names,
-                worker: handle.thread().id(),
-            }),
-        })
+        let origin = self.clock.now();
+        let inner = Arc::new(Inner {
+            service: Arc::new(self.service),
+            gate: Gate::new(self.window, self.max_keys, self.looping, origin),
+            clock: self.clock,
+            queue,
+            counters,
+            sinks: names,
+            worker: handle.thread().id(),
+        });
+        if self.looping.is_some() {
+            let weak: Weak<dyn Tick> = Arc::downgrade(&inner) as Weak<dyn Tick>;
+            inner.clock.register(weak);
+        }
+        Ok(Alerter { inner })
     }
 }
 

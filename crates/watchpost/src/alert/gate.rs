@@ -21,12 +21,44 @@ pub(crate) enum Seen {
     Suppressed,
 }
 
+/// A key that just became hot: it was seen `count` times within `span`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Looping {
+    pub(crate) count: u64,
+    pub(crate) span: Duration,
+}
+
+/// The looping-alert rule: more than `threshold` occurrences of one key
+/// within `window` (tracked in [`HOT_SLOTS`] slots) make it hot.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HotRule {
+    pub(crate) threshold: u64,
+    pub(crate) window: Duration,
+}
+
+/// Slots of the looping window: 5-minute slots for the default hour.
+const HOT_SLOTS: usize = 12;
+/// A hot key cools down when its pace over the last `COOL_SLOTS` slots
+/// (15 minutes of the default hour), scaled to the window, is under half
+/// the threshold.
+const COOL_SLOTS: usize = 3;
+
 #[derive(Debug)]
 pub(crate) struct Gate {
     shards: [Mutex<Shard>; SHARDS],
     hasher: RandomState,
     window: Duration,
     max_keys_per_shard: usize,
+    hot: Option<Hot>,
+}
+
+#[derive(Debug)]
+struct Hot {
+    rule: HotRule,
+    origin: Instant,
+    slot_ms: u64,
+    /// The keys that are hot now (few: one per looping error).
+    keys: Mutex<Vec<String>>,
 }
 
 /// A key is hashed once per check: the hash picks the shard (from its
@@ -51,6 +83,61 @@ impl std::fmt::Debug for Shard {
 struct Window {
     since: Instant,
     suppressed: u64,
+    counts: Counts,
+}
+
+/// Occurrences of one key per slot of the looping window, a ring.
+#[derive(Debug, Default)]
+struct Counts {
+    /// The slot number the ring was last moved to.
+    slot: u64,
+    per_slot: [u32; HOT_SLOTS],
+    total: u64,
+    hot: bool,
+}
+
+impl Counts {
+    /// Moves the ring to slot `now`, forgetting slots that left the window.
+    fn roll(&mut self, now: u64) {
+        if now <= self.slot {
+            return;
+        }
+        let gap = (now - self.slot).min(HOT_SLOTS as u64);
+        for i in 1..=gap {
+            let index = ((self.slot + i) % HOT_SLOTS as u64) as usize;
+            self.total -= u64::from(self.per_slot[index]);
+            self.per_slot[index] = 0;
+        }
+        self.slot = now;
+    }
+
+    fn add(&mut self, now: u64) {
+        self.roll(now);
+        let index = (now % HOT_SLOTS as u64) as usize;
+        self.per_slot[index] = self.per_slot[index].saturating_add(1);
+        self.total += 1;
+    }
+
+    /// Slots from the oldest one with occurrences to the current one.
+    fn span(&self) -> u64 {
+        (0..HOT_SLOTS as u64)
+            .rev()
+            .find(|age| {
+                let index = ((self.slot + HOT_SLOTS as u64 - age) % HOT_SLOTS as u64) as usize;
+                self.per_slot[index] > 0
+            })
+            .map_or(1, |age| age + 1)
+    }
+
+    /// Occurrences in the last `COOL_SLOTS` slots.
+    fn recent(&self) -> u64 {
+        (0..COOL_SLOTS as u64)
+            .map(|age| {
+                let index = ((self.slot + HOT_SLOTS as u64 - age) % HOT_SLOTS as u64) as usize;
+                u64::from(self.per_slot[index])
+            })
+            .sum()
+    }
 }
 
 #[derive(Debug)]
@@ -60,13 +147,87 @@ pub(crate) struct Incident {
 }
 
 impl Gate {
-    pub(crate) fn new(window: Duration, max_keys: usize) -> Self {
+    pub(crate) fn new(
+        window: Duration,
+        max_keys: usize,
+        hot: Option<HotRule>,
+        origin: Instant,
+    ) -> Self {
         Self {
             shards: Default::default(),
             hasher: RandomState::new(),
             window,
             max_keys_per_shard: (max_keys / SHARDS).max(1),
+            hot: hot.map(|rule| Hot {
+                rule,
+                origin,
+                slot_ms: u64::try_from(rule.window.as_millis() / HOT_SLOTS as u128)
+                    .unwrap_or(u64::MAX)
+                    .max(1),
+                keys: Mutex::new(Vec::new()),
+            }),
         }
+    }
+
+    fn hot_slot(hot: &Hot, now: Instant) -> u64 {
+        let since = now.saturating_duration_since(hot.origin);
+        let ms = since
+            .as_secs()
+            .saturating_mul(1000)
+            .saturating_add(u64::from(since.subsec_millis()));
+        ms / hot.slot_ms
+    }
+
+    /// Counts one occurrence of a key; `Some` when that makes it hot.
+    fn count(&self, counts: &mut Counts, key: &str, now: Instant) -> Option<Looping> {
+        let hot = self.hot.as_ref()?;
+        counts.add(Self::hot_slot(hot, now));
+        if counts.hot || counts.total <= hot.rule.threshold {
+            return None;
+        }
+        counts.hot = true;
+        hot.keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(key.to_owned());
+        Some(Looping {
+            count: counts.total,
+            span: Duration::from_millis(hot.slot_ms.saturating_mul(counts.span())),
+        })
+    }
+
+    /// The hot keys that cooled down at `now` (their pace over the last
+    /// quarter of the looping window, scaled to the window, fell under
+    /// half the threshold), or were forgotten. They are no longer hot.
+    pub(crate) fn cooled(&self, now: Instant) -> Vec<String> {
+        let Some(hot) = &self.hot else {
+            return Vec::new();
+        };
+        let mut keys = hot.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        if keys.is_empty() {
+            return Vec::new();
+        }
+        let slot = Self::hot_slot(hot, now);
+        let mut cooled = Vec::new();
+        keys.retain(|key| {
+            let hash = self.hasher.hash_one(key.as_str());
+            let mut shard = self.shard(hash);
+            let still_hot = match shard.dedupe.find_mut(hash, |(k, _)| k == key) {
+                Some((_, w)) => {
+                    w.counts.roll(slot);
+                    let pace = w.counts.recent() * (HOT_SLOTS / COOL_SLOTS) as u64;
+                    let hot_now = pace * 2 >= hot.rule.threshold;
+                    w.counts.hot = hot_now;
+                    hot_now
+                }
+                None => false,
+            };
+            if !still_hot {
+                cooled.push(key.clone());
+            }
+            still_hot
+        });
+        cooled
     }
 
     pub(crate) fn window(&self) -> Duration {
@@ -79,22 +240,22 @@ impl Gate {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Records an alert with `key` at `now`.
-    pub(crate) fn check(&self, key: &str, now: Instant) -> Seen {
+    /// Records an alert with `key` at `now`: whether to deliver it, and
+    /// whether the key just became hot (looping).
+    pub(crate) fn check(&self, key: &str, now: Instant) -> (Seen, Option<Looping>) {
         let window = self.window;
         let hash = self.hasher.hash_one(key);
         let mut shard = self.shard(hash);
         if let Some((_, w)) = shard.dedupe.find_mut(hash, |(k, _)| k == key) {
+            let looping = self.count(&mut w.counts, key, now);
             if now.saturating_duration_since(w.since) < window {
                 w.suppressed = w.suppressed.saturating_add(1);
-                return Seen::Suppressed;
+                return (Seen::Suppressed, looping);
             }
             let similar = w.suppressed;
-            *w = Window {
-                since: now,
-                suppressed: 0,
-            };
-            return Seen::Deliver { similar };
+            w.since = now;
+            w.suppressed = 0;
+            return (Seen::Deliver { similar }, looping);
         }
         if shard.dedupe.len() >= self.max_keys_per_shard {
             shard
@@ -111,16 +272,18 @@ impl Gate {
                 }
             }
         }
-        let window = Window {
+        let mut window = Window {
             since: now,
             suppressed: 0,
+            counts: Counts::default(),
         };
+        let looping = self.count(&mut window.counts, key, now);
         shard
             .dedupe
             .insert_unique(hash, (key.to_owned(), window), |(k, _)| {
                 self.hasher.hash_one(k)
             });
-        Seen::Deliver { similar: 0 }
+        (Seen::Deliver { similar: 0 }, looping)
     }
 
     /// Opens the incident `key`. `false` if it is already open.
@@ -161,11 +324,11 @@ mod tests {
     #[test]
     fn a_retry_loop_gives_two_messages_in_ten_minutes() {
         // 800 alerts, one every 750 ms: ten minutes.
-        let gate = Gate::new(W, 1000);
         let t0 = Instant::now();
+        let gate = Gate::new(W, 1000, None, t0);
         let deliveries: Vec<u64> = (0..800u64)
             .filter_map(
-                |i| match gate.check("k", t0 + Duration::from_millis(i * 750)) {
+                |i| match gate.check("k", t0 + Duration::from_millis(i * 750)).0 {
                     Seen::Deliver { similar } => Some(similar),
                     Seen::Suppressed => None,
                 },
@@ -176,17 +339,17 @@ mod tests {
 
     #[test]
     fn keys_are_independent() {
-        let gate = Gate::new(W, 1000);
         let t0 = Instant::now();
-        assert_eq!(gate.check("a", t0), Seen::Deliver { similar: 0 });
-        assert_eq!(gate.check("b", t0), Seen::Deliver { similar: 0 });
-        assert_eq!(gate.check("a", t0), Seen::Suppressed);
+        let gate = Gate::new(W, 1000, None, t0);
+        assert_eq!(gate.check("a", t0).0, Seen::Deliver { similar: 0 });
+        assert_eq!(gate.check("b", t0).0, Seen::Deliver { similar: 0 });
+        assert_eq!(gate.check("a", t0).0, Seen::Suppressed);
     }
 
     #[test]
     fn memory_stays_bounded() {
-        let gate = Gate::new(W, 80);
         let t0 = Instant::now();
+        let gate = Gate::new(W, 80, None, t0);
         for i in 0..10_000 {
             let _ = gate.check(&format!("key-{i}"), t0 + Duration::from_millis(i));
         }
@@ -200,7 +363,7 @@ mod tests {
 
     #[test]
     fn incidents_open_once_and_close_once() {
-        let gate = Gate::new(W, 1000);
+        let gate = Gate::new(W, 1000, None, Instant::now());
         let a = Alert::warning("Queue depth 1200");
         assert!(gate.open("q", &a, SystemTime::UNIX_EPOCH));
         assert!(!gate.open("q", &a, SystemTime::UNIX_EPOCH));
@@ -208,5 +371,98 @@ mod tests {
         assert_eq!(gate.close("q").map(|i| i.alert), Some(a));
         assert!(gate.close("q").is_none());
         assert!(gate.close("never").is_none());
+    }
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn hot_gate(t0: Instant) -> Gate {
+        Gate::new(
+            W,
+            1000,
+            Some(HotRule {
+                threshold: 100,
+                window: HOUR,
+            }),
+            t0,
+        )
+    }
+
+    #[test]
+    fn a_key_seen_over_100_times_in_an_hour_becomes_hot_once() {
+        let t0 = Instant::now();
+        let gate = hot_gate(t0);
+        // One every 30 s: the 101st comes 50 minutes in.
+        let hot: Vec<(u64, Looping)> = (0..300u64)
+            .filter_map(|i| {
+                let (_, looping) = gate.check("k", t0 + Duration::from_secs(i * 30));
+                looping.map(|l| (i, l))
+            })
+            .collect();
+        assert_eq!(hot.len(), 1, "{hot:?}");
+        assert_eq!(hot[0].0, 100);
+        assert_eq!(hot[0].1.count, 101);
+        assert_eq!(hot[0].1.span, Duration::from_secs(55 * 60));
+        // 99 in an hour, then the next hour the same: never hot.
+        let gate = hot_gate(t0);
+        let n = (0..99u64)
+            .chain(120..219)
+            .filter(|i| {
+                gate.check("k", t0 + Duration::from_secs(i * 36))
+                    .1
+                    .is_some()
+            })
+            .count();
+        assert_eq!(n, 0);
+    }
+
+    #[test]
+    fn a_hot_key_cools_down_when_its_pace_drops() {
+        let t0 = Instant::now();
+        let gate = hot_gate(t0);
+        // A tight retry loop: 412 in two minutes.
+        let mut hot = 0;
+        for i in 0..412u64 {
+            hot += usize::from(
+                gate.check("k", t0 + Duration::from_millis(i * 290))
+                    .1
+                    .is_some(),
+            );
+        }
+        assert_eq!(hot, 1);
+        assert!(gate.cooled(t0 + Duration::from_secs(600)).is_empty());
+        // Quiet: 15 minutes after the loop's last 5-minute slot, it cools.
+        assert!(gate
+            .cooled(t0 + Duration::from_secs(15 * 60 - 1))
+            .is_empty());
+        assert_eq!(gate.cooled(t0 + Duration::from_secs(15 * 60)), ["k"]);
+        assert!(gate.cooled(t0 + Duration::from_secs(20 * 60)).is_empty());
+        // It can become hot again, as a new incident.
+        let t1 = t0 + Duration::from_secs(3 * 3600);
+        let again = (0..101u64)
+            .filter(|i| gate.check("k", t1 + Duration::from_secs(*i)).1.is_some())
+            .count();
+        assert_eq!(again, 1);
+    }
+
+    #[test]
+    fn a_steady_pace_above_half_the_threshold_stays_hot() {
+        let t0 = Instant::now();
+        let gate = hot_gate(t0);
+        // 120 an hour for three hours: hot after ~50 minutes, stays hot.
+        let mut hot = 0;
+        for i in 0..360u64 {
+            let now = t0 + Duration::from_secs(i * 30);
+            hot += usize::from(gate.check("k", now).1.is_some());
+            assert!(gate.cooled(now).is_empty(), "cooled at {i}");
+        }
+        assert_eq!(hot, 1);
+    }
+
+    #[test]
+    fn no_rule_no_looping() {
+        let t0 = Instant::now();
+        let gate = Gate::new(W, 1000, None, t0);
+        assert!((0..1000).all(|_| gate.check("k", t0).1.is_none()));
+        assert!(gate.cooled(t0).is_empty());
     }
 }

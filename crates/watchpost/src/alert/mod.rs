@@ -16,7 +16,8 @@
 //!   "firing" and one "resolved" message (with how long it lasted) per
 //!   incident, whatever the number of `fire` calls in between.
 //! - **Sinks.** Telegram ([`TelegramSink`]), webhooks in Alertmanager,
-//!   Slack or Discord format ([`WebhookSink`]), the log ([`LogSink`], the
+//!   Slack or Discord format ([`WebhookSink`]), Sentry or GlitchTip
+//!   (`SentrySink`, with the `sentry` feature), the log ([`LogSink`], the
 //!   default when nothing is configured), or your own [`Sink`]. Several at
 //!   once, each paced and retried on its own.
 //! - **Survives the sink.** 429s are waited out as the API asks; 5xx,
@@ -82,6 +83,8 @@ pub use self::sink::{DeliverFuture, Pacing, Sink, SinkError, SinkErrorKind};
 pub use self::sinks::LogSink;
 #[cfg(feature = "test-util")]
 pub use self::sinks::MemorySink;
+#[cfg(feature = "sentry")]
+pub use self::sinks::{Dsn, ParseDsnError, SentrySink};
 #[cfg(feature = "webhook")]
 pub use self::sinks::{ParseWebhookFormatError, WebhookFormat, WebhookSink};
 #[cfg(feature = "telegram")]
