@@ -12,6 +12,8 @@
 //! - [`CatchPanicLayer`] turns a panicking handler into a 500 and an alert,
 //!   and keeps the server serving (see
 //!   [`watchpost_tower::catch_panic`]).
+//! - [`HttpMonitorLayer`] raises one incident when the 5xx rate or p95
+//!   latency goes wrong, per matched route, and logs slow requests.
 //!
 //! ```
 //! use std::net::SocketAddr;
@@ -50,7 +52,7 @@ use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::connect_info::MockConnectInfo;
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath};
 use axum::http::request::Parts;
 use axum::http::Extensions;
 use axum::Router;
@@ -118,6 +120,50 @@ fn peer_addr(extensions: &Extensions) -> Option<IpAddr> {
 /// # rate_limit().unwrap();
 /// ```
 pub type RateLimitLayer = watchpost_tower::RateLimitLayer<ConnectInfoPeer>;
+
+/// Reads the route pattern axum matched (`/users/{id}`) from the request's
+/// [`MatchedPath`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MatchedPathRoute;
+
+impl watchpost_tower::RoutePattern for MatchedPathRoute {
+    type Route = MatchedPath;
+
+    fn route(&self, extensions: &Extensions) -> Option<MatchedPath> {
+        extensions.get::<MatchedPath>().cloned()
+    }
+
+    fn as_str(route: &MatchedPath) -> &str {
+        route.as_str()
+    }
+}
+
+/// The tower [`HttpMonitorLayer`](watchpost_tower::HttpMonitorLayer),
+/// naming routes by axum's [`MatchedPath`]: one incident when the 5xx rate
+/// or p95 latency goes wrong, slow requests logged (see
+/// [`watchpost::monitor::HttpMonitor`]).
+///
+/// Add it with [`Router::layer`] so every route is wrapped (and matched),
+/// and merge the health probes *after* it: their 503s are signals to the
+/// load balancer, not server errors.
+///
+/// ```
+/// use axum::{http::StatusCode, routing::get, Router};
+/// use watchpost::alert::Alerter;
+/// use watchpost::health::HealthChecks;
+/// use watchpost::monitor::HttpMonitor;
+/// use watchpost_axum::HttpMonitorLayer;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let alerter = Alerter::from_env()?;
+/// let health = HealthChecks::builder().build()?;
+/// let app: Router = Router::new()
+///     .route("/users/{id}", get(|| async { StatusCode::INTERNAL_SERVER_ERROR }))
+///     .layer(HttpMonitorLayer::new(HttpMonitor::new(&alerter)?))
+///     .merge(watchpost_axum::routes(health));
+/// # Ok(()) }
+/// ```
+pub type HttpMonitorLayer = watchpost_tower::HttpMonitorLayer<MatchedPathRoute>;
 
 /// The client's IP address, resolved through trusted proxies.
 ///

@@ -131,6 +131,26 @@ pub fn telegram_error(
     Reply::json(code, body)
 }
 
+/// Sentry's (and GlitchTip's) answer to an accepted envelope:
+/// `{"id": "<event id>"}`. The id is a fixed one; clients don't check it.
+pub fn sentry_ok() -> Reply {
+    Reply::json(
+        200,
+        serde_json::json!({"id": "fc6d8c0c43fc4630ad850ee518f1b9d0"}),
+    )
+}
+
+/// A Sentry error answer, as Relay sends it: `{"detail": ...}` with the
+/// status, plus `X-Sentry-Rate-Limits` when `rate_limits` is given (the
+/// header Sentry puts on 429s, and sometimes on accepted envelopes).
+pub fn sentry_error(status: u16, detail: &str, rate_limits: Option<&str>) -> Reply {
+    let reply = Reply::json(status, serde_json::json!({"detail": detail}));
+    match rate_limits {
+        Some(limits) => reply.header("x-sentry-rate-limits", limits),
+        None => reply,
+    }
+}
+
 /// A port on 127.0.0.1 that nothing listens on (connections are refused).
 pub fn closed_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -1,6 +1,6 @@
 //! tower integration for [watchpost](https://docs.rs/watchpost): health
-//! probes and per-IP rate limiting for any tower stack (hyper, axum, tonic,
-//! …).
+//! probes, per-IP rate limiting, handler panics and the HTTP monitor for
+//! any tower stack (hyper, axum, tonic, …).
 //!
 //! # Start here
 //!
@@ -12,6 +12,9 @@
 //!   over quota, the quota headers on allowed responses.
 //! - [`CatchPanicLayer`] turns a panicking handler into a 500 and an alert,
 //!   and keeps the server serving (see [`catch_panic`]).
+//! - [`HttpMonitorLayer`] feeds a [`watchpost::monitor::HttpMonitor`]: one
+//!   incident when the 5xx rate or p95 latency goes wrong, slow requests
+//!   logged (see [`monitor`]).
 //!
 //! # Examples
 //!
@@ -76,9 +79,11 @@
 
 pub mod catch_panic;
 mod health;
+pub mod monitor;
 mod rate_limit;
 
 pub use catch_panic::{CatchPanic, CatchPanicLayer};
+pub use monitor::{HttpMonitorLayer, HttpMonitorService, MonitorFuture, NoRoute, RoutePattern};
 
 pub use health::{HealthService, ResponseFuture};
 pub use rate_limit::{

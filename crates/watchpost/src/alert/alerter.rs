@@ -170,6 +170,12 @@ impl Alerter {
         &self.inner.service
     }
 
+    /// The clock behind dedupe windows and incidents; monitors built on
+    /// this alerter use it too unless given another.
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
+    }
+
     /// The names of the configured sinks.
     pub fn sink_names(&self) -> impl Iterator<Item = &str> + '_ {
         self.inner.sinks.iter().map(String::as_str)
@@ -482,7 +488,7 @@ impl AlerterBuilder {
     /// Looping alerts, the retry-loop detector: when alerts with one key
     /// occur more than `count` times within `window` (default 100 in an
     /// hour), one
-    /// incident `looping:<key>` fires, "Looping: <title>", saying how many
+    /// incident `looping:<key>` fires, "Looping: `title`", saying how many
     /// times it fired, although dedupe keeps suppressing the alert itself.
     /// It resolves once the pace over the last quarter of the window,
     /// scaled to the window, is under half of `count` (for the default: 15

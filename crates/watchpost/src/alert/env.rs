@@ -108,6 +108,7 @@ impl AlerterBuilder {
     /// | `WATCHPOST_TELEGRAM_THREAD_ID` | forum topic to post in (`message_thread_id`) |
     /// | `WATCHPOST_WEBHOOK_URL` | the webhook sink |
     /// | `WATCHPOST_WEBHOOK_FORMAT` | `json` (Alertmanager), `slack` or `discord`; default from the URL's host, else `json` |
+    /// | `WATCHPOST_SENTRY_DSN` | the Sentry sink (Sentry, GlitchTip): the project's DSN; needs the `sentry` feature |
     /// | `WATCHPOST_SERVICE` | the service name in messages (default: the executable's name) |
     /// | `WATCHPOST_ENV` | the environment (`production`) |
     /// | `WATCHPOST_VERSION` | the running version |
@@ -119,9 +120,10 @@ impl AlerterBuilder {
     /// # Errors
     ///
     /// A value that can't be used, naming the variable: a chat id that is
-    /// neither a number nor `@channel`, a URL that doesn't parse, an
+    /// neither a number nor `@channel`, a URL or DSN that doesn't parse, an
     /// unknown webhook format, `TELEGRAM_BOT_TOKEN` without
-    /// `TELEGRAM_CHAT_ID` (or the reverse).
+    /// `TELEGRAM_CHAT_ID` (or the reverse). A variable asking for a sink
+    /// whose cargo feature is off ([`ConfigError::FeatureDisabled`]).
     ///
     /// # Examples
     ///
@@ -172,12 +174,7 @@ impl AlerterBuilder {
         }
         builder = telegram_from(lookup, builder)?;
         builder = webhook_from(lookup, builder)?;
-        if read(lookup, "WATCHPOST_SENTRY_DSN")?.is_some() {
-            return Err(ConfigError::invalid(
-                "WATCHPOST_SENTRY_DSN",
-                "this version of watchpost has no Sentry sink yet; unset it",
-            ));
-        }
+        builder = sentry_from(lookup, builder)?;
         Ok(builder)
     }
 }
@@ -268,6 +265,27 @@ fn webhook_from(
     }
 }
 
+fn sentry_from(
+    lookup: &dyn Fn(&str) -> Option<OsString>,
+    builder: AlerterBuilder,
+) -> Result<AlerterBuilder, ConfigError> {
+    let Some(dsn) = read(lookup, "WATCHPOST_SENTRY_DSN")? else {
+        return Ok(builder);
+    };
+    #[cfg(feature = "sentry")]
+    {
+        Ok(builder.sink(super::sinks::SentrySink::from_dsn_str(&dsn)?))
+    }
+    #[cfg(not(feature = "sentry"))]
+    {
+        let _ = (dsn, builder);
+        Err(ConfigError::FeatureDisabled {
+            name: "WATCHPOST_SENTRY_DSN",
+            feature: "sentry",
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -328,10 +346,51 @@ mod tests {
         assert_eq!(err.name(), Some("WATCHPOST_TELEGRAM_THREAD_ID"));
     }
 
+    #[cfg(feature = "sentry")]
     #[test]
-    fn sentry_dsn_is_refused_not_ignored() {
+    fn sentry_dsn_adds_the_sink() {
+        let b = from(&[(
+            "WATCHPOST_SENTRY_DSN",
+            " https://0123456789abcdef@o1.ingest.sentry.io/1\n",
+        )])
+        .unwrap();
+        assert_eq!(b.sinks.len(), 1);
+        assert_eq!(b.sinks[0].name(), "sentry");
+        assert!(!format!("{b:?}").contains("0123456789abcdef"));
+    }
+
+    #[cfg(feature = "sentry")]
+    #[test]
+    fn bad_sentry_dsn_names_the_variable_without_quoting_it() {
+        for bad in [
+            "0123456789abcdef",
+            "https://o1.ingest.sentry.io/1",
+            "https://0123456789abcdef@o1.ingest.sentry.io/",
+            "ftp://0123456789abcdef@o1.ingest.sentry.io/1",
+        ] {
+            let err = from(&[("WATCHPOST_SENTRY_DSN", bad)]).unwrap_err();
+            assert!(matches!(err, ConfigError::Invalid { .. }), "{err:?}");
+            assert_eq!(err.name(), Some("WATCHPOST_SENTRY_DSN"));
+            let shown = format!("{err} {err:?}");
+            assert!(!shown.contains("0123456789abcdef"), "{shown}");
+            assert!(!shown.contains("o1.ingest"), "{shown}");
+        }
+    }
+
+    #[cfg(not(feature = "sentry"))]
+    #[test]
+    fn sentry_dsn_without_the_feature_is_refused_not_ignored() {
         let err = from(&[("WATCHPOST_SENTRY_DSN", "https://k@o1.ingest.sentry.io/1")]).unwrap_err();
-        assert_eq!(err.name(), Some("WATCHPOST_SENTRY_DSN"));
+        assert!(
+            matches!(
+                err,
+                ConfigError::FeatureDisabled {
+                    name: "WATCHPOST_SENTRY_DSN",
+                    feature: "sentry"
+                }
+            ),
+            "{err:?}"
+        );
         assert!(!err.to_string().contains("https://k@"));
     }
 }

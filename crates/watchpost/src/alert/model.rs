@@ -3,6 +3,9 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
+
+use crate::panic::PanicReport;
 
 /// How bad it is. Ordered: `Info < Warning < Error < Critical`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -102,6 +105,8 @@ pub struct Alert {
     detail: Option<String>,
     key: Option<String>,
     labels: Vec<(String, String)>,
+    /// Set by the panic hook; shared, so cloning an alert stays cheap.
+    panic: Option<Arc<PanicReport>>,
 }
 
 impl Alert {
@@ -115,6 +120,7 @@ impl Alert {
             detail: None,
             key: None,
             labels: Vec::new(),
+            panic: None,
         }
     }
 
@@ -196,6 +202,20 @@ impl Alert {
     /// The labels, in the order they were first set.
     pub fn labels(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + '_ {
         self.labels.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
+    /// The panic this alert reports, in structured form, when the panic
+    /// hook (or [`Panicked::report`](crate::panic::Panicked::report)) made
+    /// it: what the Sentry sink turns into an exception with a stack trace.
+    /// `None` for every other alert.
+    pub fn panic_report(&self) -> Option<&PanicReport> {
+        self.panic.as_deref()
+    }
+
+    /// Attaches the structured panic (the panic hook's alerts only).
+    pub(crate) fn with_panic_report(mut self, report: PanicReport) -> Self {
+        self.panic = Some(Arc::new(report));
+        self
     }
 
     /// The key dedupe uses: the explicit key, or the title's fingerprint.

@@ -253,7 +253,6 @@ pub struct HttpMonitorBuilder {
 impl HttpMonitorBuilder {
     fn new(alerter: Alerter) -> Self {
         Self {
-            alerter,
             name: "http".to_owned(),
             window: Duration::from_secs(60),
             config: Config {
@@ -265,7 +264,8 @@ impl HttpMonitorBuilder {
                 slow_request: Some(Duration::from_secs(1)),
                 baseline: Duration::from_secs(3600),
             },
-            clock: Clock::system(),
+            clock: alerter.clock().clone(),
+            alerter,
         }
     }
 
@@ -328,8 +328,8 @@ impl HttpMonitorBuilder {
         self
     }
 
-    /// The clock (default [`Clock::system`]); tests pass a
-    /// [`ManualClock`](super::ManualClock)'s.
+    /// The clock (default: the alerter's, [`Clock::system`] unless set);
+    /// tests give the alerter a [`ManualClock`](super::ManualClock)'s.
     pub fn clock(mut self, clock: Clock) -> Self {
         self.clock = clock;
         self

@@ -25,4 +25,8 @@ mod window;
 
 pub use self::clock::{Clock, ManualClock};
 pub(crate) use self::clock::{Tick, TICK};
+pub use self::heartbeat::{
+    Heartbeat, HeartbeatBuilder, HeartbeatCheck, HeartbeatRun, HeartbeatState,
+};
 pub use self::http::{HttpMonitor, HttpMonitorBuilder, WindowSnapshot};
+pub use self::threshold::{ThresholdWatcher, ThresholdWatcherBuilder};

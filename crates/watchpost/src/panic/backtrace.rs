@@ -3,22 +3,58 @@
 use std::backtrace::{Backtrace, BacktraceStatus};
 use std::fmt::Write as _;
 
+use super::report::StackFrame;
 use super::truncate;
 
 /// Backtrace frames kept.
 const FRAMES_MAX: usize = 25;
-/// A frame's symbol cap, in characters (async and generic code has long ones).
+/// A frame's symbol cap in the text, in characters (async and generic code
+/// has long ones).
 const SYMBOL_MAX: usize = 200;
+/// A frame's function cap in a [`StackFrame`], in characters: longer than
+/// in the text, where a stack trace viewer has room for it.
+const FUNCTION_MAX: usize = 1000;
 
-/// A backtrace of the calling thread, trimmed (see [`trim`]).
-pub(super) fn capture() -> String {
+/// A backtrace of the calling thread, trimmed (see [`kept`]): as text for
+/// the alert's detail, and as frames for the [`PanicReport`].
+///
+/// [`PanicReport`]: super::PanicReport
+#[derive(Debug, Default)]
+pub(super) struct Captured {
+    /// The trimmed backtrace as text, one frame per line with its `at` lines.
+    pub(super) text: String,
+    /// The same frames, innermost first.
+    pub(super) frames: Vec<StackFrame>,
+}
+
+/// A backtrace of the calling thread, trimmed (see [`kept`]).
+pub(super) fn capture() -> Captured {
     let backtrace = Backtrace::force_capture();
     if backtrace.status() != BacktraceStatus::Captured {
-        return "unavailable on this platform".to_owned();
+        return Captured {
+            text: "unavailable on this platform".to_owned(),
+            frames: Vec::new(),
+        };
     }
     let mut text = String::new();
     let _ = write!(text, "{backtrace}");
-    trim(&text)
+    let frames = parse_frames(&text);
+    let kept = kept(&frames);
+    Captured {
+        text: render(kept),
+        frames: structured(kept),
+    }
+}
+
+/// At most [`FRAMES_MAX`] frames as [`StackFrame`]s, innermost first.
+fn structured(kept: &[Frame<'_>]) -> Vec<StackFrame> {
+    kept.iter()
+        .take(FRAMES_MAX)
+        .map(|f| {
+            let function = truncate(f.symbol, FUNCTION_MAX);
+            StackFrame::parse(&function, f.at.first().copied())
+        })
+        .collect()
 }
 
 /// One frame of a printed [`Backtrace`]: the symbol and its `at` lines.
@@ -93,10 +129,9 @@ fn is_boundary(symbol: &str) -> bool {
         .any(|p| symbol.starts_with(p))
 }
 
-/// Keeps the frames between the panic machinery at the top and the runtime
-/// at the bottom, at most [`FRAMES_MAX`] of them, renumbered from 0.
-fn trim(text: &str) -> String {
-    let frames = parse_frames(text);
+/// The frames between the panic machinery at the top and the runtime at
+/// the bottom; all of them when that leaves none.
+fn kept<'f, 'a>(frames: &'f [Frame<'a>]) -> &'f [Frame<'a>] {
     // Everything above the standard library's marker is the hook's own call.
     let start = frames
         .iter()
@@ -124,6 +159,11 @@ fn trim(text: &str) -> String {
         // no caller of ours, say): show it rather than nothing.
         kept = after_marker;
     }
+    kept
+}
+
+/// At most [`FRAMES_MAX`] frames as text, renumbered from 0.
+fn render(kept: &[Frame<'_>]) -> String {
     let mut out = String::new();
     for (i, frame) in kept.iter().take(FRAMES_MAX).enumerate() {
         let _ = write!(out, "{i:>3}: {}", truncate(frame.symbol, SYMBOL_MAX));
@@ -140,6 +180,13 @@ fn trim(text: &str) -> String {
         out.push_str("no frames\n");
     }
     out
+}
+
+/// Keeps the frames between the panic machinery at the top and the runtime
+/// at the bottom, at most [`FRAMES_MAX`] of them, renumbered from 0.
+#[cfg(test)]
+fn trim(text: &str) -> String {
+    render(kept(&parse_frames(text)))
 }
 
 #[cfg(test)]
@@ -250,15 +297,40 @@ mod tests {
     fn real_backtrace_starts_at_the_caller() {
         // Captured outside a panic: no marker, the test's own frame first.
         #[inline(never)]
-        fn here() -> String {
+        fn here() -> Captured {
             capture()
         }
-        let trimmed = here();
-        let first = trimmed.lines().next().unwrap_or_default();
+        let captured = here();
+        let first = captured.text.lines().next().unwrap_or_default();
+        if captured.text.contains("unavailable") {
+            assert!(captured.frames.is_empty());
+            return;
+        }
         assert!(
-            first.contains("real_backtrace_starts_at_the_caller::here")
-                || trimmed.contains("unavailable"),
-            "{trimmed}"
+            first.contains("real_backtrace_starts_at_the_caller::here"),
+            "{}",
+            captured.text
         );
+        let frame = captured.frames.first().map(StackFrame::function);
+        assert!(
+            frame.is_some_and(|f| f.contains("real_backtrace_starts_at_the_caller::here")),
+            "{:?}",
+            captured.frames
+        );
+        assert!(captured.frames.len() <= FRAMES_MAX);
+    }
+
+    #[test]
+    fn frames_keep_the_same_selection_as_the_text() {
+        let frames = parse_frames(HANDLER_BACKTRACE);
+        let structured = structured(kept(&frames));
+        assert_eq!(structured.len(), 2);
+        assert_eq!(structured[0].function(), "shop::orders::total");
+        assert_eq!(structured[0].file(), Some("./src/orders.rs"));
+        assert_eq!(
+            (structured[0].line(), structured[0].column()),
+            (Some(88), Some(41))
+        );
+        assert_eq!(structured[1].function(), "shop::orders::show::{{closure}}");
     }
 }

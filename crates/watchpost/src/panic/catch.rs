@@ -10,7 +10,10 @@ use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
 
-use super::{full_message, on_delivery_thread, payload_message, thread_name, title, truncate};
+use super::report::PanicReport;
+use super::{
+    full_message, on_delivery_thread, payload_message, thread_name, title, truncate, MESSAGE_MAX,
+};
 use crate::alert::{Alert, Alerter};
 
 /// The request description's cap, in characters.
@@ -247,7 +250,13 @@ impl Panicked {
         );
         let mut alert = Alert::critical(title(&self.message))
             .detail(detail)
-            .label("thread", self.thread.as_str());
+            .label("thread", self.thread.as_str())
+            .with_panic_report(PanicReport::new(
+                truncate(&self.message, MESSAGE_MAX),
+                None,
+                self.thread.as_str(),
+                Vec::new(),
+            ));
         if let Some(request) = &self.request {
             alert = alert.label("request", &**request);
         }
@@ -345,6 +354,10 @@ mod tests {
         assert_eq!(alert.title(), "panic: boom");
         assert_eq!(alert.severity(), crate::alert::Severity::Critical);
         assert!(alert.labels().any(|l| l == ("request", "GET /boom")));
+        let report = alert.panic_report().unwrap();
+        assert_eq!(report.message(), "boom");
+        assert_eq!(report.location(), None);
+        assert!(report.frames().is_empty());
 
         let reported = Panicked {
             reported: true,

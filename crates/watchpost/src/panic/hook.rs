@@ -5,9 +5,10 @@ use std::panic::PanicHookInfo;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use super::report::{PanicReport, StackFrame};
 use super::{
     backtrace, catch, full_message, on_delivery_thread, payload_message, thread_name, title,
-    DEFAULT_TIMEOUT,
+    truncate, DEFAULT_TIMEOUT, MESSAGE_MAX,
 };
 use crate::alert::{Alert, Alerter};
 
@@ -205,7 +206,10 @@ fn on_panic(config: &HookConfig, info: &PanicHookInfo<'_>) {
     let location = info
         .location()
         .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
-    let backtrace = config.backtrace.then(backtrace::capture);
+    let (backtrace, frames) = match config.backtrace.then(backtrace::capture) {
+        Some(captured) => (Some(captured.text), captured.frames),
+        None => (None, Vec::new()),
+    };
     let alert = panic_alert(&PanicDetails {
         message: payload_message(info.payload()),
         location: location.as_deref(),
@@ -213,6 +217,7 @@ fn on_panic(config: &HookConfig, info: &PanicHookInfo<'_>) {
         request: scope.as_ref().and_then(|s| s.request()),
         caught,
         backtrace: backtrace.as_deref(),
+        frames: &frames,
     });
     if caught {
         config.alerter.send(alert);
@@ -230,8 +235,12 @@ struct PanicDetails<'a> {
     request: Option<&'a str>,
     caught: bool,
     backtrace: Option<&'a str>,
+    /// The backtrace's frames, innermost first.
+    frames: &'a [StackFrame],
 }
 
+/// The alert: the text detail every sink shows, and the structured
+/// [`PanicReport`] for the sinks that show stack traces.
 fn panic_alert(d: &PanicDetails<'_>) -> Alert {
     let location = d.location.unwrap_or("unknown location");
     let mut detail = String::new();
@@ -254,7 +263,13 @@ fn panic_alert(d: &PanicDetails<'_>) -> Alert {
         .key(format!("panic:{location}"))
         .detail(detail)
         .label("thread", d.thread)
-        .label("location", location);
+        .label("location", location)
+        .with_panic_report(PanicReport::new(
+            truncate(d.message, MESSAGE_MAX),
+            d.location,
+            d.thread,
+            d.frames.to_vec(),
+        ));
     if let Some(request) = d.request {
         alert = alert.label("request", request);
     }
@@ -274,6 +289,10 @@ mod tests {
             request: Some("GET /x"),
             caught: true,
             backtrace: Some("  0: app::main\n"),
+            frames: &[StackFrame::parse(
+                "app::main",
+                Some("at ./src/main.rs:12:5"),
+            )],
         });
         assert_eq!(alert.title(), "panic: boom");
         assert_eq!(alert.explicit_key(), Some("panic:src/main.rs:12:5"));
@@ -290,6 +309,31 @@ mod tests {
         let detail = alert.detail_text().unwrap_or_default();
         assert!(detail.starts_with("at src/main.rs:12:5\nthread 'main'\nrequest GET /x (caught"));
         assert!(detail.ends_with("backtrace:\n  0: app::main\n"), "{detail}");
+
+        let report = alert.panic_report().unwrap();
+        assert_eq!(report.message(), "boom");
+        assert_eq!(report.location(), Some("src/main.rs:12:5"));
+        assert_eq!(report.thread(), "main");
+        assert_eq!(report.frames().len(), 1);
+        assert_eq!(report.frames()[0].function(), "app::main");
+        assert_eq!(report.frames()[0].line(), Some(12));
+    }
+
+    #[test]
+    fn unknown_location_and_no_backtrace_give_an_empty_report() {
+        let alert = panic_alert(&PanicDetails {
+            message: "boom",
+            location: None,
+            thread: "worker",
+            request: None,
+            caught: false,
+            backtrace: None,
+            frames: &[],
+        });
+        assert_eq!(alert.explicit_key(), Some("panic:unknown location"));
+        let report = alert.panic_report().unwrap();
+        assert_eq!(report.location(), None);
+        assert!(report.frames().is_empty());
     }
 
     #[test]

@@ -8,7 +8,10 @@
 //!   trimmed to the frames that matter, and sends a critical
 //!   [`Alert`](crate::alert::Alert) keyed by the location, so a panic in a
 //!   loop gives one message per dedupe window, not one per iteration. The
-//!   [`Alerter`] adds the service's name, version and host.
+//!   [`Alerter`] adds the service's name, version and host. The alert also
+//!   carries the panic in structured form ([`PanicReport`]: message,
+//!   location, thread, frames), which the Sentry sink sends as an exception
+//!   with a stack trace.
 //! - **Delivered before the process dies.** The panicking thread waits until
 //!   the alert is delivered or a timeout passes (default 3 s): a panic in
 //!   `main`, or any panic with `panic = "abort"`, still reaches your phone.
@@ -61,6 +64,7 @@
 mod backtrace;
 mod catch;
 mod hook;
+mod report;
 
 use std::any::Any;
 use std::time::Duration;
@@ -69,6 +73,7 @@ use crate::alert::{worker, Alerter};
 
 pub use self::catch::{CatchScope, CatchUnwind, Panicked};
 pub use self::hook::{install, is_installed, try_install, AlreadyInstalled, PanicHook};
+pub use self::report::{PanicReport, StackFrame};
 
 /// The body of the 500 every adapter answers when a handler panics
 /// (`text/plain; charset=utf-8`, see [`PANIC_CONTENT_TYPE`]). Nothing about
