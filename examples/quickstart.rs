@@ -12,12 +12,17 @@
 //!   probes are never limited. Behind a proxy on this host, the client is
 //!   the forwarded address (a forged leftmost `X-Forwarded-For` is ignored).
 //! - `TELEGRAM_BOT_TOKEN` and `TELEGRAM_CHAT_ID` (and `WATCHPOST_TELEGRAM_API_URL`,
-//!   `WATCHPOST_WEBHOOK_URL`, `WATCHPOST_WEBHOOK_FORMAT`, `WATCHPOST_SERVICE`,
-//!   `WATCHPOST_ENV`): where alerts go; nothing set, they go to the log.
+//!   `WATCHPOST_WEBHOOK_URL`, `WATCHPOST_WEBHOOK_FORMAT`, `WATCHPOST_SENTRY_DSN`,
+//!   `WATCHPOST_SERVICE`, `WATCHPOST_ENV`): where alerts go; nothing set,
+//!   they go to the log.
 //!   Panics are reported (the hook is installed), a readiness check that goes
 //!   down fires an incident and resolves it when it comes back.
 //! - `GET /panic` panics inside the handler: the client gets a 500, one alert
-//!   goes out (fifty more send nothing new), and serving goes on.
+//!   goes out (more of the same send nothing new), and serving goes on.
+//! - `GET /error` answers 500. The HTTP monitor watches every route: when
+//!   5% or more of at least 20 requests in the last minute answer 5xx, one
+//!   incident fires (a burst of `/error` does it), and it resolves after a
+//!   calm minute. Requests slower than a second are logged.
 //!
 //! Ctrl-C or SIGTERM: readiness answers 503 at once, then the server drains
 //! for two seconds, pending alerts are flushed, and it exits 0.
@@ -25,12 +30,13 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::{routing::get, Router};
+use axum::{http::StatusCode, routing::get, Router};
 use watchpost::alert::Alerter;
 use watchpost::checks::HttpCheck;
 use watchpost::health::HealthChecks;
+use watchpost::monitor::HttpMonitor;
 use watchpost::ratelimit::{Quota, RateLimiter};
-use watchpost_axum::{CatchPanicLayer, RateLimitLayer};
+use watchpost_axum::{CatchPanicLayer, HttpMonitorLayer, RateLimitLayer};
 
 #[tokio::main]
 pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -77,11 +83,17 @@ pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map_err(|e| format!("RATE_LIMIT: {e}"))?;
     let limiter = RateLimiter::per_ip(quota).exempt_health(&health);
 
+    // The 5xx rate and slow requests, per matched route: one incident when
+    // 5% of the last minute's requests (20 at least) fail.
+    let monitor = HttpMonitor::new(&alerter)?;
+
     let app = Router::new()
         .route("/", get(|| async { "Hello from watchpost!\n" }))
         .route("/panic", get(panic_handler))
-        .merge(watchpost_axum::routes(health.clone())) // /livez /readyz /healthz
+        .route("/error", get(error_handler))
         .layer(CatchPanicLayer::new()) // a handler panic: 500, and serving goes on
+        .layer(HttpMonitorLayer::new(monitor)) // counts the routes above, panics included
+        .merge(watchpost_axum::routes(health.clone())) // /livez /readyz /healthz: not counted
         .layer(RateLimitLayer::new(limiter));
 
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
@@ -94,6 +106,7 @@ pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "/healthz",
         "/readyz?verbose",
         "/panic",
+        "/error",
     ] {
         println!("  {base}{path}");
     }
@@ -117,6 +130,14 @@ pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("shut down cleanly");
     Ok(())
+}
+
+/// A demonstration of the error-rate alert: always 500.
+async fn error_handler() -> (StatusCode, &'static str) {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "demo error from GET /error\n",
+    )
 }
 
 /// A demonstration of the panic alert.

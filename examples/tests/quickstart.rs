@@ -397,10 +397,18 @@ fn a_handler_panic_alerts_once_and_serving_goes_on() {
     assert_eq!(get(server.port, "/").0, 200, "still serving");
 
     // SIGTERM flushes what is pending: after the exit, everything that was
-    // going to be sent has been.
+    // going to be sent has been. 51 identical panics are one panic message;
+    // 51 failures out of 53 requests in a minute are also one 5xx-rate
+    // incident (the monitor rules run every second, the drain lasts two).
     assert!(server.terminate(), "exit 0");
     let requests = telegram.requests();
-    assert_eq!(requests.len(), 1, "51 identical panics, one message");
+    let texts: Vec<String> = requests
+        .iter()
+        .map(|r| r.json()["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(requests.len(), 2, "{texts:#?}");
+    assert!(texts[1].contains("HTTP 5xx rate 96%"), "{}", texts[1]);
+    assert!(texts[1].contains("GET /panic (51)"), "{}", texts[1]);
     let sent = &requests[0];
     assert_eq!(sent.path, format!("/bot{TOKEN}/sendMessage"));
     let message = sent.json();
@@ -450,4 +458,33 @@ fn a_half_configured_telegram_is_a_clear_startup_error() {
     assert!(!success);
     assert!(stderr.contains("TELEGRAM_CHAT_ID"), "{stderr}");
     assert!(!stderr.contains("SECRET-half"), "{stderr}");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_burst_of_errors_raises_exactly_one_error_rate_alert() {
+    let telegram = FakeHttp::start(telegram_ok());
+    let mut server = start(&telegram_env(&telegram));
+    for _ in 0..90 {
+        let (status, _, body) = get(server.port, "/error");
+        assert_eq!(
+            (status, body.as_str()),
+            (500, "demo error from GET /error\n")
+        );
+    }
+    assert!(
+        telegram.wait_for(1, Duration::from_secs(30)),
+        "no error-rate alert reached Telegram"
+    );
+    // Probes are not counted: a 503 from /readyz is a signal, not an error.
+    assert_eq!(get(server.port, "/livez").0, 200);
+
+    assert!(server.terminate(), "exit 0");
+    let requests = telegram.requests();
+    assert_eq!(requests.len(), 1, "one incident, no other message");
+    let text = requests[0].json()["text"].as_str().unwrap().to_owned();
+    assert!(text.contains("HTTP 5xx rate 100%"), "{text}");
+    assert!(text.contains("90 of 90 requests answered 5xx"), "{text}");
+    assert!(text.contains("GET /error (90)"), "{text}");
+    assert!(text.contains("FIRING: HTTP 5xx rate"), "{text}");
 }
