@@ -203,16 +203,19 @@ impl Gate {
         let Some(hot) = &self.hot else {
             return Vec::new();
         };
-        let mut keys = hot.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        // Take the list, then release it: `check` locks a shard and then
+        // the list, so holding the list while locking shards could deadlock.
+        let keys = std::mem::take(&mut *hot.keys.lock().unwrap_or_else(PoisonError::into_inner));
         if keys.is_empty() {
             return Vec::new();
         }
         let slot = Self::hot_slot(hot, now);
         let mut cooled = Vec::new();
-        keys.retain(|key| {
+        let mut still_hot = Vec::new();
+        for key in keys {
             let hash = self.hasher.hash_one(key.as_str());
             let mut shard = self.shard(hash);
-            let still_hot = match shard.dedupe.find_mut(hash, |(k, _)| k == key) {
+            let hot_now = match shard.dedupe.find_mut(hash, |(k, _)| *k == key) {
                 Some((_, w)) => {
                     w.counts.roll(slot);
                     let pace = w.counts.recent() * (HOT_SLOTS / COOL_SLOTS) as u64;
@@ -222,11 +225,17 @@ impl Gate {
                 }
                 None => false,
             };
-            if !still_hot {
-                cooled.push(key.clone());
+            drop(shard);
+            if hot_now {
+                still_hot.push(key);
+            } else {
+                cooled.push(key);
             }
-            still_hot
-        });
+        }
+        hot.keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(still_hot);
         cooled
     }
 
@@ -464,5 +473,24 @@ mod tests {
         let gate = Gate::new(W, 1000, None, t0);
         assert!((0..1000).all(|_| gate.check("k", t0).1.is_none()));
         assert!(gate.cooled(t0).is_empty());
+    }
+
+    #[test]
+    fn sending_while_cooling_never_deadlocks() {
+        let t0 = Instant::now();
+        let gate = hot_gate(t0);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                for i in 0..200_000u64 {
+                    let key = if i % 2 == 0 { "a" } else { "b" };
+                    let _ = gate.check(key, t0 + Duration::from_millis(i / 10));
+                }
+            });
+            scope.spawn(|| {
+                for i in 0..20_000u64 {
+                    let _ = gate.cooled(t0 + Duration::from_millis(i));
+                }
+            });
+        });
     }
 }
