@@ -16,6 +16,7 @@ use std::future::Future;
 
 pub mod fake_http;
 pub mod health;
+pub mod logs;
 pub mod rate_limit;
 
 /// A request, in framework-neutral terms.

@@ -5,14 +5,13 @@
 #![cfg(feature = "sentry")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io;
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use sentry_types::protocol::v7::{Envelope, Event, Level};
 use watchpost::alert::{Alert, Alerter, AlerterBuilder, Dsn, SentrySink, Stats};
 use watchpost::panic::{CatchScope, PanicHook};
 use watchpost_testkit::fake_http::{closed_port, sentry_error, sentry_ok, FakeHttp, Recorded};
+use watchpost_testkit::logs::{capture_global, captured};
 
 const KEY: &str = "5ecre7dsnkey0123456789abcdef0000";
 const PROJECT: &str = "4505";
@@ -20,40 +19,6 @@ const PROJECT: &str = "4505";
 const FLUSH: Duration = Duration::from_secs(30);
 
 // ------------------------------------------------------------------ logs --
-
-/// Everything any thread logged, through one global TRACE subscriber (the
-/// delivery thread logs on its own thread, so a scoped one would miss it).
-fn logs() -> &'static Mutex<Vec<u8>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let sink = logs.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(move || Capture(sink.clone()))
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).unwrap();
-        logs
-    })
-}
-
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-fn captured() -> String {
-    String::from_utf8_lossy(&logs().lock().unwrap()).into_owned()
-}
 
 fn assert_clean(what: &str, text: &str) {
     assert!(!text.contains(KEY), "{what} shows the DSN's key: {text}");
@@ -79,7 +44,7 @@ fn sink(server: &FakeHttp) -> SentrySink {
 }
 
 fn builder(sink: SentrySink) -> AlerterBuilder {
-    logs();
+    capture_global();
     assert_clean("Debug of the sink", &format!("{sink:?}"));
     Alerter::builder()
         .service("checkout-api")
@@ -210,7 +175,7 @@ fn an_incident_is_one_issue_firing_then_resolved() {
 #[test]
 fn from_env_adds_the_sentry_sink() {
     let server = FakeHttp::start(sentry_ok());
-    logs();
+    capture_global();
     let url = dsn(server.addr().port());
     let a = AlerterBuilder::from_lookup(|name| match name {
         "WATCHPOST_SENTRY_DSN" => Some(format!("{url}\n").into()),
@@ -414,7 +379,7 @@ fn a_server_echoing_the_key_is_scrubbed() {
 
 #[test]
 fn dsn_errors_and_prints_never_show_the_key() {
-    logs();
+    capture_global();
     for bad in [
         KEY.to_owned(),
         format!("ftp://{KEY}@127.0.0.1/{PROJECT}"),

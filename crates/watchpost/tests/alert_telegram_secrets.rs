@@ -3,50 +3,15 @@
 #![cfg(feature = "telegram")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io;
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use serde_json::json;
 use watchpost::alert::{Alert, Alerter, ConfigError, TelegramSink, TelegramSinkBuilder};
 use watchpost_testkit::fake_http::{closed_port, telegram_error, telegram_ok, FakeHttp, Reply};
+use watchpost_testkit::logs::{capture_global, captured};
 
 const TOKEN: &str = "123456:SECRET-TOKEN-abcdef";
 const SECRET: &str = "SECRET-TOKEN-abcdef";
-
-/// Everything any thread logged, through one global subscriber (the
-/// delivery thread logs on its own thread, so a scoped one would miss it).
-fn logs() -> &'static Mutex<Vec<u8>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let sink = logs.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(move || Capture(sink.clone()))
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).unwrap();
-        logs
-    })
-}
-
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-fn captured() -> String {
-    String::from_utf8_lossy(&logs().lock().unwrap()).into_owned()
-}
 
 fn assert_clean(what: &str, text: &str) {
     assert!(!text.contains(TOKEN), "{what} shows the token: {text}");
@@ -57,7 +22,7 @@ fn assert_clean(what: &str, text: &str) {
 /// Sends one alert through a Telegram sink built from `builder`, checks
 /// every Debug print and the whole log, and returns the log.
 fn run(builder: TelegramSinkBuilder, alert: Alert, timeout: Option<Duration>) -> String {
-    logs();
+    capture_global();
     let sink = builder.build().unwrap();
     assert_clean("Debug of the sink", &format!("{sink:?}"));
     let mut alerter = Alerter::builder()
@@ -206,7 +171,7 @@ fn an_api_echoing_the_url_is_scrubbed() {
 
 #[test]
 fn config_errors_never_quote_the_token() {
-    logs();
+    capture_global();
     let cases: Vec<(TelegramSinkBuilder, &str)> = vec![
         (
             TelegramSink::builder(format!("{TOKEN}\n"), "42"),

@@ -1,6 +1,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::*;
@@ -246,29 +245,11 @@ fn bad_configuration_is_an_error() {
 
 #[test]
 fn slow_requests_are_logged_with_method_route_and_duration() {
-    #[derive(Clone, Default)]
-    struct Buf(Arc<Mutex<Vec<u8>>>);
-    impl std::io::Write for Buf {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let buf = Buf::default();
-    let writer = buf.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
     let h = Harness::new(|b| b);
-    tracing::subscriber::with_default(subscriber, || {
+    let out = watchpost_testkit::logs::scoped(|| {
         h.requests(1, 200, "/fast", Duration::from_millis(999));
         h.requests(1, 200, "/users/{id}", Duration::from_millis(1500));
     });
-    let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
     assert_eq!(out.matches("slow request").count(), 1, "{out}");
     assert!(out.contains("WARN"), "{out}");
     assert!(
