@@ -7,6 +7,8 @@
 //! - [`RateLimit`] limits requests per client IP, with `App::wrap`.
 //! - [`CatchPanic`] turns a panicking handler into a 500 and an alert, and
 //!   keeps the worker serving, with `App::wrap`.
+//! - [`HttpMonitor`] raises one incident when the 5xx rate or p95 latency
+//!   goes wrong, per matched route, and logs slow requests, with `wrap`.
 //!
 //! ```
 //! use actix_web::{web, App, HttpServer};
@@ -59,9 +61,11 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod catch_panic;
+mod monitor;
 mod rate_limit;
 
 pub use catch_panic::{CatchPanic, CatchPanicMiddleware};
+pub use monitor::{HttpMonitor, HttpMonitorFuture, HttpMonitorMiddleware};
 pub use rate_limit::{RateLimit, RateLimitMiddleware, ResolvedClientIp};
 
 use actix_web::http::StatusCode;

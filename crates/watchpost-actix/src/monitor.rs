@@ -1,0 +1,209 @@
+//! [`HttpMonitor`]: feeds a [`watchpost::monitor::HttpMonitor`] with every
+//! request's status and latency, with `App::wrap`.
+
+use std::fmt;
+use std::future::{ready, Future, Ready};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
+use actix_web::http::Method;
+use actix_web::Error;
+use pin_project_lite::pin_project;
+
+/// Records every request's status and latency into a
+/// [`watchpost::monitor::HttpMonitor`], with `App::wrap`: one incident when
+/// the 5xx rate or the p95 latency goes wrong, slow requests logged. The
+/// same counting as `watchpost_tower::HttpMonitorLayer` in axum and tower.
+///
+/// Per request it reads the clock twice and adds one or two relaxed
+/// atomics: nothing allocated, nothing locked, no boxed future. The route
+/// pattern (`GET /users/{id}`, from actix's
+/// [`match_pattern`](actix_web::HttpRequest::match_pattern)) is looked up
+/// only for a 5xx or a slow request. Latency is measured until the
+/// response head is ready, not until its body is sent; a request whose
+/// future is dropped before it completes (the client went away) is not
+/// counted.
+///
+/// An error that reaches the middleware as `Err` (from middleware inside
+/// it, such as the 500 of [`CatchPanic`](crate::CatchPanic)) counts with
+/// its status code. actix drops the request with such an error, so its
+/// route is unknown and its 5xx is counted under "other routes". An `Err`
+/// returned by a *handler* is a response by then, and counts with its
+/// route.
+///
+/// # Where to wrap it
+///
+/// - **Outside [`CatchPanic`](crate::CatchPanic)** (`.wrap(CatchPanic::new())`
+///   first, then `.wrap(HttpMonitor::new(..))`: in actix the last `wrap` is
+///   the outermost), so that a panic is counted as the 500 it becomes.
+/// - **Not around the health probes.** Their 503s are signals to the load
+///   balancer, not server errors. `App::wrap` wraps every route of the
+///   app, so register the probes on the `App` first and put the monitored
+///   routes in a `web::scope("")` wrapped with the monitor (the probes
+///   must come first: the empty scope matches every path and answers 404
+///   for paths it has no route for).
+///
+/// # Examples
+///
+/// ```
+/// use actix_web::{http::StatusCode, test, web, App, HttpResponse};
+/// use watchpost::alert::{Alerter, LogSink};
+/// use watchpost::health::HealthChecks;
+/// use watchpost_actix::{CatchPanic, HttpMonitor};
+///
+/// # #[actix_web::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let alerter = Alerter::builder().sink(LogSink::new()).build()?;
+/// let monitor = watchpost::monitor::HttpMonitor::new(&alerter)?;
+/// let health = HealthChecks::builder().build()?;
+///
+/// let app = test::init_service(
+///     App::new()
+///         // The probes first, outside the monitor.
+///         .configure(watchpost_actix::configure(health.clone()))
+///         .service(
+///             web::scope("")
+///                 .route("/users/{id}", web::get().to(|| async {
+///                     HttpResponse::InternalServerError().finish()
+///                 }))
+///                 .wrap(CatchPanic::new())
+///                 // Clone the monitor into each worker's App.
+///                 .wrap(HttpMonitor::new(monitor.clone())),
+///         ),
+/// )
+/// .await;
+///
+/// let req = test::TestRequest::get().uri("/users/42").to_request();
+/// assert_eq!(test::call_service(&app, req).await.status(), StatusCode::INTERNAL_SERVER_ERROR);
+/// let req = test::TestRequest::get().uri("/livez").to_request();
+/// assert_eq!(test::call_service(&app, req).await.status(), StatusCode::OK);
+///
+/// let window = monitor.snapshot();
+/// assert_eq!((window.requests, window.errors), (1, 1));
+/// assert_eq!(window.top_routes, [("GET /users/{id}".to_owned(), 1)]);
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct HttpMonitor {
+    monitor: watchpost::monitor::HttpMonitor,
+}
+
+impl HttpMonitor {
+    /// Middleware feeding `monitor`. Clones share the monitor's window, so
+    /// build it once, outside `HttpServer::new`'s factory.
+    pub fn new(monitor: watchpost::monitor::HttpMonitor) -> Self {
+        Self { monitor }
+    }
+}
+
+impl<S, B> Transform<S, ServiceRequest> for HttpMonitor
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+{
+    type Response = ServiceResponse<B>;
+    type Error = Error;
+    type Transform = HttpMonitorMiddleware<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(HttpMonitorMiddleware {
+            service,
+            // A worker's requests share it without atomic reference counts.
+            monitor: Rc::new(self.monitor.clone()),
+        }))
+    }
+}
+
+/// The service made by [`HttpMonitor`].
+pub struct HttpMonitorMiddleware<S> {
+    service: S,
+    monitor: Rc<watchpost::monitor::HttpMonitor>,
+}
+
+impl<S> fmt::Debug for HttpMonitorMiddleware<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpMonitorMiddleware")
+            .field("monitor", &self.monitor)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, B> Service<ServiceRequest> for HttpMonitorMiddleware<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+{
+    type Response = ServiceResponse<B>;
+    type Error = Error;
+    type Future = HttpMonitorFuture<S::Future>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        // No clone of the request is kept: actix's router needs it unshared.
+        // A standard method clones as an enum tag.
+        let start = self.monitor.start();
+        let method = req.method().clone();
+        HttpMonitorFuture {
+            inner: self.service.call(req),
+            pending: Some(Pending {
+                monitor: Rc::clone(&self.monitor),
+                start,
+                method,
+            }),
+        }
+    }
+}
+
+struct Pending {
+    monitor: Rc<watchpost::monitor::HttpMonitor>,
+    start: Instant,
+    method: Method,
+}
+
+pin_project! {
+    /// The response future of [`HttpMonitorMiddleware`].
+    pub struct HttpMonitorFuture<F> {
+        #[pin]
+        inner: F,
+        pending: Option<Pending>,
+    }
+}
+
+impl<F> fmt::Debug for HttpMonitorFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpMonitorFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, B> Future for HttpMonitorFuture<F>
+where
+    F: Future<Output = Result<ServiceResponse<B>, Error>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let output = std::task::ready!(this.inner.poll(cx));
+        if let Some(Pending {
+            monitor,
+            start,
+            method,
+        }) = this.pending.take()
+        {
+            let method = method.as_str();
+            match &output {
+                Ok(res) => monitor.record(start, res.status().as_u16(), method, || {
+                    res.request().match_pattern()
+                }),
+                Err(error) => {
+                    let status = error.as_response_error().status_code().as_u16();
+                    monitor.record(start, status, method, || None::<String>);
+                }
+            }
+        }
+        Poll::Ready(output)
+    }
+}
