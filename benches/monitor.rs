@@ -2,8 +2,8 @@
 //! 100 ns over the bare service), measured in one run:
 //!
 //! - `core/*`: `HttpMonitor::start` + `record` alone, for a 200 and for a
-//!   500 (which also counts the route), next to one `Instant::now()`: the
-//!   monitor reads the clock twice per request.
+//!   500 (which also counts the route), next to one `Instant::now()` for
+//!   scale: the monitor reads quanta's counter twice per request instead.
 //! - `axum/*`: a `Router` with one route (`/users/{id}`, answering "ok"),
 //!   bare, under a no-op tower layer (what axum charges for any
 //!   `Router::layer`) and under `watchpost_axum::HttpMonitorLayer`. The
@@ -12,7 +12,8 @@
 //! - `actix/*`: the same app in actix-web, bare, under a no-op `wrap_fn`
 //!   and under `watchpost_actix::HttpMonitor`, driven through actix's
 //!   in-process test service.
-//! - `overhead/*`: monitored minus bare per request, for each framework.
+//! - `overhead/*`: monitored minus bare per request, for each framework,
+//!   and for axum monitored minus the no-op layer (the monitor's own share).
 //!   The two apps are timed in alternating batches inside every sample,
 //!   because this machine's speed drifts between benchmarks by more than
 //!   the difference being measured (on a quiet 2-core VM, `actix/bare` and
@@ -231,12 +232,23 @@ fn frameworks(c: &mut Criterion) {
     let mut group = c.benchmark_group("overhead");
     // Every sample the same size: many batch pairs each, none of one pair.
     group.sampling_mode(SamplingMode::Flat);
-    let (bare_axum, monitored_axum) = (&apps[0].1, &apps[2].1);
+    let (bare_axum, noop_axum, monitored_axum) = (&apps[0].1, &apps[1].1, &apps[2].1);
     group.bench_function("axum", |b| {
         b.iter_custom(|iters| {
             difference(
                 iters,
                 |n| axum_batch(&rt, bare_axum, n),
+                |n| axum_batch(&rt, monitored_axum, n),
+            )
+        })
+    });
+    // The monitor's own share: over a no-op layer, which costs what
+    // axum charges for any `Router::layer` (a boxed service per route).
+    group.bench_function("axum_over_noop_layer", |b| {
+        b.iter_custom(|iters| {
+            difference(
+                iters,
+                |n| axum_batch(&rt, noop_axum, n),
                 |n| axum_batch(&rt, monitored_axum, n),
             )
         })

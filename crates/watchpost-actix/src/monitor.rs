@@ -6,7 +6,7 @@ use std::future::{ready, Future, Ready};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use watchpost::monitor::RequestStart;
 
 use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::Method;
@@ -159,7 +159,7 @@ where
 
 struct Pending {
     monitor: Rc<watchpost::monitor::HttpMonitor>,
-    start: Instant,
+    start: RequestStart,
     method: Method,
 }
 

@@ -45,7 +45,7 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use watchpost::monitor::RequestStart;
 
 use http::{Extensions, Method, Request, Response};
 use pin_project_lite::pin_project;
@@ -196,7 +196,7 @@ where
 
 struct Pending<R: RoutePattern> {
     monitor: HttpMonitor,
-    start: Instant,
+    start: RequestStart,
     method: Method,
     route: Option<R::Route>,
     routes: PhantomData<fn() -> R>,

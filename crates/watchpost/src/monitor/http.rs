@@ -17,9 +17,11 @@ const LOG_TARGET: &str = "watchpost::monitor::http";
 /// The adapters feed it: `watchpost_tower::HttpMonitorLayer` (re-exported
 /// by `watchpost-axum`) and the actix-web `watchpost_actix::HttpMonitor`
 /// middleware call [`start`](Self::start) and [`record`](Self::record)
-/// for each request. That costs two clock reads and one or two relaxed
-/// atomic adds into a rolling window of time buckets (default 60 s in 12
-/// buckets): no lock, no allocation. The rules are evaluated once a second
+/// for each request. That costs two reads of the CPU's time-stamp counter
+/// (through [quanta](https://docs.rs/quanta), about 10 ns each; the OS's
+/// monotonic clock where there is no usable counter) and one or two
+/// relaxed atomic adds into a rolling window of time buckets (default 60 s
+/// in 12 buckets): no lock, no allocation. The rules are evaluated once a second
 /// on the monitor thread, never on the request path:
 ///
 /// - **5xx rate.** When at least [`min_requests`](HttpMonitorBuilder::min_requests)
@@ -60,7 +62,7 @@ const LOG_TARGET: &str = "watchpost::monitor::http";
 ///
 /// // What an adapter does for each request:
 /// let start = monitor.start();
-/// let status = 503;
+/// let status = 503; // ... the inner service answered
 /// monitor.record(start, status, "GET", || Some("/api/chat"));
 /// assert_eq!(monitor.snapshot().errors, 1);
 /// # Ok(()) }
@@ -73,6 +75,7 @@ pub struct HttpMonitor {
 struct Shared {
     name: String,
     clock: Clock,
+    source: Source,
     window: Window,
     alerter: Alerter,
     config: Config,
@@ -107,6 +110,76 @@ impl fmt::Debug for HttpMonitor {
             .finish_non_exhaustive()
     }
 }
+
+/// Where request times come from, as a raw reading and as nanoseconds
+/// since the monitor was built.
+enum Source {
+    /// The system clock: quanta's counter, read raw on the hot path and
+    /// scaled only when subtracted.
+    Counter { counter: quanta::Clock, origin: u64 },
+    /// A [`ManualClock`](super::ManualClock): readings are already
+    /// nanoseconds since `origin`.
+    Manual { origin: Instant },
+}
+
+impl Source {
+    fn new(clock: &Clock) -> Self {
+        if clock.is_manual() {
+            Self::Manual {
+                origin: clock.now(),
+            }
+        } else {
+            let counter = quanta::Clock::new();
+            let origin = counter.raw();
+            Self::Counter { counter, origin }
+        }
+    }
+
+    #[inline]
+    fn raw(&self, clock: &Clock) -> u64 {
+        match self {
+            Self::Counter { counter, .. } => counter.raw(),
+            Self::Manual { origin } => nanos(clock.now().saturating_duration_since(*origin)),
+        }
+    }
+
+    /// Nanoseconds from `from` to `to`, raw readings (0 if `to` is not
+    /// later).
+    #[inline]
+    fn between(&self, from: u64, to: u64) -> u64 {
+        match self {
+            Self::Counter { counter, .. } => counter.delta_as_nanos(from, to),
+            Self::Manual { .. } => to.saturating_sub(from),
+        }
+    }
+
+    /// Nanoseconds since the origin of a raw reading.
+    #[inline]
+    fn since_origin(&self, raw: u64) -> u64 {
+        match self {
+            Self::Counter { origin, .. } => self.between(*origin, raw),
+            Self::Manual { .. } => raw,
+        }
+    }
+
+    /// Nanoseconds since the origin now; `tick` is the ticker's time, used
+    /// for a manual clock (the counter is read otherwise).
+    fn at_tick(&self, clock: &Clock, tick: Instant) -> u64 {
+        match self {
+            Self::Counter { .. } => self.since_origin(self.raw(clock)),
+            Self::Manual { origin } => nanos(tick.saturating_duration_since(*origin)),
+        }
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// When a request started, from [`HttpMonitor::start`], to pass to
+/// [`HttpMonitor::record`]. Meaningful only to the monitor that made it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestStart(u64);
 
 /// The figures of the current window, as the rules see them.
 #[derive(Debug, Clone, PartialEq)]
@@ -147,8 +220,8 @@ impl HttpMonitor {
 
     /// The time a request starts, to pass to [`record`](Self::record).
     #[inline]
-    pub fn start(&self) -> Instant {
-        self.shared.clock.now()
+    pub fn start(&self) -> RequestStart {
+        RequestStart(self.shared.source.raw(&self.shared.clock))
     }
 
     /// Records a request that started at `start` and was answered with
@@ -159,14 +232,37 @@ impl HttpMonitor {
     /// Requests whose handler failed without a status (a service error,
     /// a panic that reached the adapter) should be recorded as 500.
     #[inline]
-    pub fn record<R, F>(&self, start: Instant, status: u16, method: &str, route: F)
+    pub fn record<R, F>(&self, start: RequestStart, status: u16, method: &str, route: F)
     where
         F: FnOnce() -> Option<R>,
         R: AsRef<str>,
     {
         let s = &*self.shared;
-        let now = s.clock.now();
-        let latency = now.saturating_duration_since(start);
+        let end = s.source.raw(&s.clock);
+        let latency = Duration::from_nanos(s.source.between(start.0, end));
+        self.add(s.source.since_origin(end), latency, status, method, route);
+    }
+
+    /// Records a request answered now with `status` that took `latency`,
+    /// measured by the caller (a framework that times requests itself, a
+    /// replay in a test). Otherwise as [`record`](Self::record).
+    pub fn record_latency<R, F>(&self, latency: Duration, status: u16, method: &str, route: F)
+    where
+        F: FnOnce() -> Option<R>,
+        R: AsRef<str>,
+    {
+        let s = &*self.shared;
+        let now = s.source.since_origin(s.source.raw(&s.clock));
+        self.add(now, latency, status, method, route);
+    }
+
+    #[inline]
+    fn add<R, F>(&self, now: u64, latency: Duration, status: u16, method: &str, route: F)
+    where
+        F: FnOnce() -> Option<R>,
+        R: AsRef<str>,
+    {
+        let s = &*self.shared;
         let seq = s.window.seq(now);
         s.window.record(seq, latency);
         let error = (500..600).contains(&status);
@@ -213,7 +309,8 @@ impl HttpMonitor {
     /// The figures of the current window.
     pub fn snapshot(&self) -> WindowSnapshot {
         let s = &*self.shared;
-        let totals = s.window.totals(s.window.seq(s.clock.now()));
+        let now = s.source.since_origin(s.source.raw(&s.clock));
+        let totals = s.window.totals(s.window.seq(now));
         s.snapshot(&totals)
     }
 
@@ -369,12 +466,12 @@ impl HttpMonitorBuilder {
         if self.window < Duration::from_millis(BUCKETS) {
             return Err(ConfigError::invalid("window", "must be at least 12 ms"));
         }
-        let origin = self.clock.now();
         let shared = Arc::new(Shared {
+            source: Source::new(&self.clock),
             error_key: format!("{}:5xx", self.name),
             latency_key: format!("{}:latency", self.name),
             name: self.name,
-            window: Window::new(self.window, origin),
+            window: Window::new(self.window),
             alerter: self.alerter,
             config: self.config,
             state: Mutex::new(State::default()),
@@ -483,7 +580,7 @@ impl Baseline {
 
 impl Tick for Shared {
     fn tick(&self, now: Instant) {
-        let seq = self.window.seq(now);
+        let seq = self.window.seq(self.source.at_tick(&self.clock, now));
         let totals = self.window.totals(seq);
         let window = self.window.length();
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);

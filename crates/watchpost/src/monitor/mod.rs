@@ -28,5 +28,5 @@ pub(crate) use self::clock::{Tick, TICK};
 pub use self::heartbeat::{
     Heartbeat, HeartbeatBuilder, HeartbeatCheck, HeartbeatRun, HeartbeatState,
 };
-pub use self::http::{HttpMonitor, HttpMonitorBuilder, WindowSnapshot};
+pub use self::http::{HttpMonitor, HttpMonitorBuilder, RequestStart, WindowSnapshot};
 pub use self::threshold::{ThresholdWatcher, ThresholdWatcherBuilder};

@@ -8,7 +8,7 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Buckets in one window.
 pub(crate) const BUCKETS: u64 = 12;
@@ -144,10 +144,11 @@ pub(crate) struct Totals {
     pub(crate) route_errors: Vec<u64>,
 }
 
-/// The rolling window: `BUCKETS` buckets of `bucket` each.
+/// The rolling window: `BUCKETS` buckets of `bucket` each. Times are
+/// nanoseconds since the monitor's origin.
 pub(crate) struct Window {
-    origin: Instant,
     bucket_ms: u64,
+    bucket_ns: u64,
     ring: Box<[Bucket]>,
     routes: Box<[RouteSlot]>,
 }
@@ -162,11 +163,12 @@ impl std::fmt::Debug for Window {
 
 impl Window {
     /// A window of `length`, in `BUCKETS` buckets (at least 1 ms each).
-    pub(crate) fn new(length: Duration, origin: Instant) -> Self {
-        let bucket_ms = (length.as_millis() / u128::from(BUCKETS)).max(1);
+    pub(crate) fn new(length: Duration) -> Self {
+        let bucket_ms = u64::try_from((length.as_millis() / u128::from(BUCKETS)).max(1))
+            .unwrap_or(u64::MAX / 1_000_000);
         Self {
-            origin,
-            bucket_ms: u64::try_from(bucket_ms).unwrap_or(u64::MAX),
+            bucket_ms,
+            bucket_ns: bucket_ms.saturating_mul(1_000_000),
             ring: (0..RING).map(|_| Bucket::new()).collect(),
             routes: (0..ROUTES)
                 .map(|_| RouteSlot {
@@ -187,15 +189,11 @@ impl Window {
         self.bucket() * BUCKETS as u32
     }
 
-    /// The bucket sequence number of `now`, from 1.
+    /// The bucket sequence number of a time, in nanoseconds since the
+    /// origin; from 1.
     #[inline]
-    pub(crate) fn seq(&self, now: Instant) -> u64 {
-        let since = now.saturating_duration_since(self.origin);
-        let ms = since
-            .as_secs()
-            .saturating_mul(1000)
-            .saturating_add(u64::from(since.subsec_millis()));
-        ms / self.bucket_ms + 1
+    pub(crate) fn seq(&self, nanos: u64) -> u64 {
+        nanos / self.bucket_ns + 1
     }
 
     /// The bucket for `seq`, cleared first if it last held an older one.
@@ -371,7 +369,7 @@ mod tests {
 
     #[test]
     fn p95_of_a_known_distribution() {
-        let w = Window::new(Duration::from_secs(60), Instant::now());
+        let w = Window::new(Duration::from_secs(60));
         // 95 fast requests at 10 ms, 5 slow at 800 ms: p95 is a fast one,
         // p96 a slow one.
         for _ in 0..95 {
@@ -390,10 +388,9 @@ mod tests {
 
     #[test]
     fn the_window_forgets_buckets_that_left_it() {
-        let t0 = Instant::now();
-        let w = Window::new(Duration::from_secs(60), t0);
+        let w = Window::new(Duration::from_secs(60));
         assert_eq!(w.bucket(), Duration::from_secs(5));
-        let at = |s: u64| w.seq(t0 + Duration::from_secs(s));
+        let at = |s: u64| w.seq(s * 1_000_000_000);
         w.record(at(0), Duration::from_millis(1));
         w.record_error(at(0), "GET", Some("/a"));
         w.record(at(30), Duration::from_millis(1));
@@ -411,7 +408,7 @@ mod tests {
 
     #[test]
     fn routes_get_slots_until_full_then_other() {
-        let w = Window::new(Duration::from_secs(60), Instant::now());
+        let w = Window::new(Duration::from_secs(60));
         for i in 0..ROUTES + 5 {
             w.record_error(1, "GET", Some(&format!("/r{i}")));
         }
@@ -428,7 +425,7 @@ mod tests {
 
     #[test]
     fn concurrent_records_are_all_counted() {
-        let w = std::sync::Arc::new(Window::new(Duration::from_secs(60), Instant::now()));
+        let w = std::sync::Arc::new(Window::new(Duration::from_secs(60)));
         let threads: Vec<_> = (0..4)
             .map(|_| {
                 let w = w.clone();

@@ -39,8 +39,8 @@ impl Harness {
     /// each, all at the current virtual time.
     fn requests(&self, n: usize, status: u16, route: &str, latency: Duration) {
         for _ in 0..n {
-            let start = self.monitor.start() - latency;
-            self.monitor.record(start, status, "GET", || Some(route));
+            self.monitor
+                .record_latency(latency, status, "GET", || Some(route));
         }
     }
 
