@@ -433,7 +433,9 @@ impl HttpMonitorBuilder {
     }
 
     /// Builds the monitor and registers its rules with the clock's
-    /// ticker.
+    /// ticker. On the system clock, the first monitor built in a process
+    /// calibrates the CPU's counter against the OS clock: a busy wait of
+    /// a millisecond or so, 200 ms at most, once, at startup.
     ///
     /// # Errors
     ///
