@@ -6,12 +6,12 @@ use std::future::{ready, Future, Ready};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
-use watchpost::monitor::RequestStart;
 
 use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::Method;
 use actix_web::Error;
 use pin_project_lite::pin_project;
+use watchpost::monitor::RequestStart;
 
 /// Records every request's status and latency into a
 /// [`watchpost::monitor::HttpMonitor`], with `App::wrap`: one incident when

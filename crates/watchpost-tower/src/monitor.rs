@@ -45,13 +45,12 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use watchpost::monitor::RequestStart;
 
 use http::{Extensions, Method, Request, Response};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
-use watchpost::monitor::HttpMonitor;
+use watchpost::monitor::{HttpMonitor, RequestStart};
 
 /// Finds the matched route pattern (`/users/{id}`) of a request, for the
 /// monitor's per-route figures. Never the raw path: that would make one
