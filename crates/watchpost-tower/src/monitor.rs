@@ -22,14 +22,14 @@
 //! use tower::{service_fn, ServiceBuilder, ServiceExt};
 //! use watchpost::alert::{Alerter, LogSink};
 //! use watchpost::monitor::HttpMonitor;
-//! use watchpost_tower::HttpMonitorLayer;
+//! use watchpost_tower::{HttpMonitorLayer, NoRoute};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let alerter = Alerter::builder().sink(LogSink::new()).build()?;
 //! let monitor = HttpMonitor::new(&alerter)?;
 //!
 //! let svc = ServiceBuilder::new()
-//!     .layer(HttpMonitorLayer::new(monitor.clone()))
+//!     .layer(HttpMonitorLayer::<NoRoute>::new(monitor.clone())) // no router: no route names
 //!     .service(service_fn(|_req: Request<String>| async {
 //!         let mut res = Response::new(Full::new(Bytes::from("upstream down")));
 //!         *res.status_mut() = StatusCode::BAD_GATEWAY;
