@@ -7,6 +7,13 @@
 //! - `UPSTREAM_URL`: adds a readiness check named `upstream` that GETs this
 //!   URL. Point it at a closed port and `/readyz` answers 503 while `/livez`
 //!   stays 200; the body never shows the address.
+//! - `REDIS_URL`: dedupe and incidents shared through Redis (key prefix
+//!   `WATCHPOST_REDIS_PREFIX`, default `watchpost`), so two quickstarts
+//!   send one message for the same panic. Rate limits stay per process
+//!   for now.
+//! - `DATABASE_URL`: adds a readiness check named `postgres`: a query
+//!   through an sqlx pool (connected lazily, so the service starts while
+//!   Postgres is down, and `/readyz/postgres` answers 503 until it is up).
 //! - `RATE_LIMIT`: the per-client-IP quota (default `120/min`; also `10/s`,
 //!   `1000/hour`, `5/min burst 10`). Over it: 429 with `Retry-After`. The
 //!   probes are never limited. Behind a proxy on this host, the client is
@@ -28,15 +35,17 @@
 //! for two seconds, pending alerts are flushed, and it exits 0.
 
 use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::{http::StatusCode, routing::get, Router};
-use watchpost::alert::Alerter;
-use watchpost::checks::HttpCheck;
+use watchpost::alert::{Alert, AlerterBuilder, WeakAlerter};
+use watchpost::checks::{HttpCheck, PostgresCheck};
 use watchpost::health::HealthChecks;
 use watchpost::monitor::HttpMonitor;
 use watchpost::ratelimit::{Quota, RateLimiter};
 use watchpost_axum::{CatchPanicLayer, HttpMonitorLayer, RateLimitLayer};
+use watchpost_redis::{Availability, RedisStore};
 
 #[tokio::main]
 pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -57,7 +66,35 @@ pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Alerts: Telegram and webhooks from the environment, the log if none.
     // Deduplicated, delivered by their own thread; never block a request.
-    let alerter = Alerter::from_env()?;
+    let mut alerts = AlerterBuilder::from_env()?;
+    // With REDIS_URL, replicas share dedupe and incidents: one message per
+    // alert, not one per replica. Redis down: each replica dedupes alone,
+    // and one "shared state unavailable" incident says so.
+    let weak: Arc<OnceLock<WeakAlerter>> = Arc::default();
+    if let Some(url) = non_empty_var("REDIS_URL") {
+        let prefix = non_empty_var("WATCHPOST_REDIS_PREFIX").unwrap_or_else(|| "watchpost".into());
+        let slot = weak.clone();
+        let store = RedisStore::builder(url.trim())
+            .prefix(prefix.trim())
+            .on_change(move |change| {
+                let Some(alerter) = slot.get().and_then(WeakAlerter::upgrade) else {
+                    return;
+                };
+                match change {
+                    Availability::Unavailable => alerter.fire(
+                        "watchpost-redis",
+                        Alert::warning("Shared alert state unavailable")
+                            .detail("Redis is unreachable: alerts are deduplicated per replica"),
+                    ),
+                    _ => alerter.resolve("watchpost-redis"),
+                }
+            })
+            .build()
+            .map_err(|e| format!("REDIS_URL: {e}"))?;
+        alerts = alerts.store(Arc::new(store));
+    }
+    let alerter = alerts.build()?;
+    let _ = weak.set(alerter.downgrade());
     // A panic anywhere is reported before the process dies.
     watchpost::panic::install(&alerter);
 
@@ -72,6 +109,20 @@ pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
     {
         let check = HttpCheck::get(&url).map_err(|e| format!("UPSTREAM_URL: {e}"))?;
         health = health.readiness("upstream", check);
+    }
+    if let Some(url) = non_empty_var("DATABASE_URL") {
+        // The pool the handlers would use; the check goes through it.
+        let url = url.trim();
+        let invalid = "DATABASE_URL: expected a postgres:// or postgresql:// URL";
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(invalid.into());
+        }
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(10)
+            .acquire_timeout(Duration::from_secs(3))
+            .connect_lazy(url)
+            .map_err(|_| invalid)?;
+        health = health.readiness("postgres", PostgresCheck::new(pool));
     }
     let health = health.build()?;
 
@@ -130,6 +181,11 @@ pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("shut down cleanly");
     Ok(())
+}
+
+/// An environment variable, if set to something other than blanks.
+fn non_empty_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
 /// A demonstration of the error-rate alert: always 500.

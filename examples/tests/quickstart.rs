@@ -26,6 +26,8 @@ fn run_to_exit(envs: &[(&str, &str)]) -> (bool, String) {
     cmd.env("PORT", free_port().to_string())
         .env_remove("UPSTREAM_URL")
         .env_remove("RATE_LIMIT")
+        .env_remove("DATABASE_URL")
+        .env_remove("REDIS_URL")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     for var in ALERT_VARS {
@@ -113,6 +115,8 @@ fn start(envs: &[(&str, String)]) -> Server {
     cmd.env("PORT", port.to_string())
         .env_remove("UPSTREAM_URL")
         .env_remove("RATE_LIMIT")
+        .env_remove("DATABASE_URL")
+        .env_remove("REDIS_URL")
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -487,4 +491,130 @@ fn a_burst_of_errors_raises_exactly_one_error_rate_alert() {
     assert!(text.contains("90 of 90 requests answered 5xx"), "{text}");
     assert!(text.contains("GET /error (90)"), "{text}");
     assert!(text.contains("FIRING: HTTP 5xx rate"), "{text}");
+}
+
+#[test]
+fn readyz_postgres_follows_the_database() {
+    let Ok(url) = std::env::var("DATABASE_URL") else {
+        eprintln!("skipped: set DATABASE_URL");
+        return;
+    };
+    let server = start(&[("DATABASE_URL", url)]);
+    let (status, head, body) = get(server.port, "/readyz/postgres");
+    assert_eq!(status, 200, "{body}");
+    assert!(head.contains("cache-control: no-store"), "{head}");
+    assert_eq!(get(server.port, "/readyz").0, 200);
+}
+
+#[test]
+fn readyz_postgres_is_503_when_the_database_is_unreachable() {
+    let closed = free_port();
+    let url = format!("postgres://app:pw-SECRET@127.0.0.1:{closed}/app");
+    let server = start(&[("DATABASE_URL", url)]);
+    let (status, _, body) = get(server.port, "/readyz/postgres");
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(get(server.port, "/readyz").0, 503);
+    assert_eq!(
+        get(server.port, "/livez").0,
+        200,
+        "the process itself is fine"
+    );
+    assert!(
+        !body.contains("pw-SECRET") && !body.contains(&closed.to_string()),
+        "{body}"
+    );
+    assert!(
+        !server.output().contains("pw-SECRET"),
+        "{}",
+        server.output()
+    );
+}
+
+#[test]
+fn an_invalid_database_url_is_a_clear_startup_error() {
+    let (success, stderr) = run_to_exit(&[("DATABASE_URL", "mysql://nope")]);
+    assert!(!success);
+    assert!(stderr.contains("DATABASE_URL"), "{stderr}");
+}
+
+#[cfg(unix)]
+#[test]
+fn two_quickstarts_sharing_redis_send_one_message_for_the_same_panic() {
+    let Ok(redis) = std::env::var("REDIS_URL") else {
+        eprintln!("skipped: set REDIS_URL");
+        return;
+    };
+    // A prefix of its own: reruns within the dedupe window don't collide.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let prefix = format!("watchpost-e2e-{}-{nanos}", std::process::id());
+    let telegram = FakeHttp::start(telegram_ok());
+    let mut envs = telegram_env(&telegram);
+    envs.push(("REDIS_URL", redis));
+    envs.push(("WATCHPOST_REDIS_PREFIX", prefix));
+    let mut a = start(&envs);
+    let mut b = start(&envs);
+
+    assert_eq!(get(a.port, "/panic").0, 500);
+    assert!(telegram.wait_for(1, Duration::from_secs(30)));
+    assert_eq!(get(b.port, "/panic").0, 500);
+    // Both flush at exit: whatever either was going to send is sent.
+    assert!(a.terminate(), "exit 0");
+    assert!(b.terminate(), "exit 0");
+    let texts: Vec<String> = telegram
+        .requests()
+        .iter()
+        .map(|r| r.json()["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(texts.len(), 1, "one message for two replicas: {texts:#?}");
+    assert!(
+        texts[0].contains("demo panic from GET /panic"),
+        "{}",
+        texts[0]
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn redis_down_still_alerts_and_says_so_once() {
+    let telegram = FakeHttp::start(telegram_ok());
+    let mut envs = telegram_env(&telegram);
+    envs.push((
+        "REDIS_URL",
+        format!("redis://:pw-SECRET@127.0.0.1:{}", free_port()),
+    ));
+    let mut server = start(&envs);
+    assert_eq!(get(server.port, "/panic").0, 500);
+    assert!(telegram.wait_for(2, Duration::from_secs(30)));
+    assert_eq!(
+        get(server.port, "/").0,
+        200,
+        "requests never fail because Redis is down"
+    );
+    assert!(server.terminate(), "exit 0");
+    let texts: Vec<String> = telegram
+        .requests()
+        .iter()
+        .map(|r| r.json()["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(texts.len(), 2, "{texts:#?}");
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("demo panic from GET /panic")),
+        "{texts:#?}"
+    );
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("Shared alert state unavailable")),
+        "{texts:#?}"
+    );
+    assert!(
+        !server.output().contains("pw-SECRET"),
+        "{}",
+        server.output()
+    );
 }

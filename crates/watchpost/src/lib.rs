@@ -38,6 +38,8 @@
 //! | `telegram` | yes | `alert::TelegramSink`, on reqwest with rustls |
 //! | `webhook` | yes | `alert::WebhookSink` (Alertmanager JSON, Slack, Discord) |
 //! | `sentry` | no | `alert::SentrySink`: alerts and panics (with stack traces) as events to Sentry, GlitchTip or any Sentry-compatible server |
+//! | `postgres` | no | `checks::PostgresCheck`: a query through the application's sqlx `PgPool`, reporting pool saturation |
+//! | `redis` | no | `checks::RedisCheck`: PING through the application's redis `ConnectionManager` |
 //! | `tracing-layer` | no | `alert::AlertLayer`: ERROR events become alerts |
 //! | `test-util` | no | `alert::MemorySink`, to assert on alerts in tests |
 //!

@@ -78,6 +78,43 @@ impl fmt::Debug for Alerter {
     }
 }
 
+/// A weak handle to an [`Alerter`], from [`Alerter::downgrade`].
+///
+/// # Examples
+///
+/// ```
+/// use watchpost::alert::{Alert, Alerter};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let alerter = Alerter::builder().build()?;
+/// let weak = alerter.downgrade();
+/// if let Some(alerter) = weak.upgrade() {
+///     alerter.send(Alert::warning("Shared alert state unavailable"));
+/// }
+/// drop(alerter);
+/// assert!(weak.upgrade().is_none());
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Default)]
+pub struct WeakAlerter {
+    inner: Weak<Inner>,
+}
+
+impl fmt::Debug for WeakAlerter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WeakAlerter")
+            .field("alive", &(self.inner.strong_count() > 0))
+            .finish()
+    }
+}
+
+impl WeakAlerter {
+    /// The alerter, if a clone of it is still alive somewhere.
+    pub fn upgrade(&self) -> Option<Alerter> {
+        self.inner.upgrade().map(|inner| Alerter { inner })
+    }
+}
+
 /// What an [`Alerter`] has done so far. Deliveries count once per sink.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -174,6 +211,16 @@ impl Alerter {
     /// this alerter use it too unless given another.
     pub fn clock(&self) -> &Clock {
         &self.inner.clock
+    }
+
+    /// A handle that doesn't keep the alerter alive: for callbacks the
+    /// alerter itself (or its store) holds, such as a store's "shared state
+    /// unavailable" hook, where a clone would be a reference cycle and the
+    /// delivery thread would never stop.
+    pub fn downgrade(&self) -> WeakAlerter {
+        WeakAlerter {
+            inner: Arc::downgrade(&self.inner),
+        }
     }
 
     /// The names of the configured sinks.

@@ -74,7 +74,7 @@ mod store;
 mod tracing_layer;
 pub(crate) mod worker;
 
-pub use self::alerter::{Alerter, AlerterBuilder, Stats};
+pub use self::alerter::{Alerter, AlerterBuilder, Stats, WeakAlerter};
 pub use self::env::ConfigError;
 pub use self::fingerprint::fingerprint;
 pub use self::model::{Alert, ParseSeverityError, ServiceInfo, Severity};

@@ -1,4 +1,5 @@
-//! Built-in checks: HTTP, TCP connect, and closures.
+//! Built-in checks: HTTP, TCP connect, and closures; Postgres through the
+//! application's sqlx pool (`PostgresCheck`, feature `postgres`).
 //!
 //! See [`crate::health`] for how checks are registered and run. Each has its own timeout on top of the registry's, so it is safe to call on
 //! its own too.
@@ -22,9 +23,17 @@
 
 #[cfg(feature = "http-check")]
 mod http;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "redis")]
+mod redis;
 mod tcp;
 
 pub use crate::health::check::{fn_check, FnCheck};
 #[cfg(feature = "http-check")]
 pub use http::{HttpCheck, HttpCheckError};
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresCheck;
+#[cfg(feature = "redis")]
+pub use redis::RedisCheck;
 pub use tcp::TcpCheck;

@@ -1,0 +1,619 @@
+//! [`RedisStore`]: dedupe and incidents shared through Redis, with a local
+//! fallback while Redis is unreachable.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, RedisResult, Script};
+use watchpost::alert::{AlertStore, Claim, MemoryStore, StoreFuture};
+
+use crate::keys::redis_key;
+
+const LOG_TARGET: &str = "watchpost_redis";
+
+/// Deliver (returns the suppressed count) or count (returns -1), atomically.
+/// KEYS: dedupe, suppressed. ARGV: value, window ms, increment, counter ttl ms.
+const CLAIM: &str = r"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  local n = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
+  redis.call('DEL', KEYS[2])
+  return n
+end
+redis.call('INCRBY', KEYS[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+return -1
+";
+
+/// Get and delete (GETDEL, for servers older than 6.2 too).
+const CLOSE: &str = r"
+local v = redis.call('GET', KEYS[1])
+if v then redis.call('DEL', KEYS[1]) end
+return v
+";
+
+/// Deletes an incident only if it started no later than ARGV[1] (ms): an
+/// incident another replica opened since is kept.
+const CLOSE_IF_OLDER: &str = r"
+local v = tonumber(redis.call('GET', KEYS[1]) or '')
+if v and v <= tonumber(ARGV[1]) then redis.call('DEL', KEYS[1]) return 1 end
+return 0
+";
+
+/// First wait before trying Redis again after a failure; doubles up to
+/// [`MAX_RETRY`].
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+const MAX_RETRY: Duration = Duration::from_secs(30);
+/// Incidents closed during an outage, deleted from Redis on recovery.
+const MAX_PENDING_CLOSES: usize = 10_000;
+
+/// A change in whether a [`RedisStore`] reaches Redis, passed to the
+/// [`on_change`](RedisStoreBuilder::on_change) callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Availability {
+    /// Redis stopped answering: the store now dedupes in this process only.
+    Unavailable,
+    /// Redis answers again, after an outage this long.
+    Recovered {
+        /// How long Redis was unavailable.
+        after: Duration,
+    },
+}
+
+/// Why a [`RedisStoreBuilder`] could not build a store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The URL is not a Redis URL (`redis://[[user]:password@]host[:port][/db]`).
+    /// The URL itself is not repeated: it may hold a password.
+    InvalidUrl,
+    /// The command timeout is zero.
+    ZeroTimeout,
+    /// The incident TTL is zero.
+    ZeroIncidentTtl,
+    /// The key prefix is empty.
+    EmptyPrefix,
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::InvalidUrl => {
+                "invalid redis url (expected redis://[[user]:password@]host[:port][/db])"
+            }
+            Self::ZeroTimeout => "the redis command timeout must be more than zero",
+            Self::ZeroIncidentTtl => "the incident ttl must be more than zero",
+            Self::EmptyPrefix => "the redis key prefix must not be empty",
+        })
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+type OnChange = Arc<dyn Fn(Availability) + Send + Sync>;
+
+/// An [`AlertStore`] on Redis: N replicas of a service send one message
+/// per alert (per dedupe window) and one firing/resolved pair per incident.
+///
+/// Cheap to clone (an `Arc`). Give each [`Alerter`](watchpost::alert::Alerter)
+/// its store with [`AlerterBuilder::store`](watchpost::alert::AlerterBuilder::store).
+///
+/// - **Dedupe**: `SET {prefix}:dedupe:{key} NX PX <window>`; the replica
+///   that sets it delivers, the others add to `{prefix}:suppressed:{key}`,
+///   which the next delivery reads and resets (one Lua script, so atomic).
+/// - **Incidents**: `SET {prefix}:incident:{key} <started ms> NX PX <ttl>`
+///   opens, get-and-delete closes. The TTL (7 days by default) lets an
+///   incident abandoned by a crashed replica expire: memory stays bounded.
+/// - **Redis down**: every answer comes from an in-process store instead,
+///   so this replica still dedupes on its own; no alert is lost or held up
+///   and nothing fails. One WARN is logged when Redis becomes unreachable
+///   and one INFO when it is back, and the
+///   [`on_change`](RedisStoreBuilder::on_change) callback is called on both
+///   (use it to raise an alert). While down, Redis is retried after 1 s,
+///   then less often, up to every 30 s.
+///
+/// The store connects lazily, on the alert delivery thread's own runtime,
+/// so building it never fails because Redis is down, and alerts keep their
+/// shared dedupe even when the application's runtime is stuck.
+///
+/// Neither logs, errors nor `Debug` output show the URL's password.
+///
+/// See the [crate docs](crate) for an example.
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client,
+    addr: String,
+    password: Option<String>,
+    prefix: String,
+    incident_ttl: Duration,
+    timeout: Duration,
+    on_change: Option<OnChange>,
+    local: MemoryStore,
+    claim: Script,
+    close: Script,
+    close_if_older: Script,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    manager: Option<ConnectionManager>,
+    outage: Option<Outage>,
+    /// Redis incident key → when it was closed locally (unix ms).
+    pending_closes: HashMap<String, u64>,
+}
+
+struct Outage {
+    since: Instant,
+    retry_at: Instant,
+    wait: Duration,
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("addr", &self.inner.addr)
+            .field("prefix", &self.inner.prefix)
+            .field("incident_ttl", &self.inner.incident_ttl)
+            .field("timeout", &self.inner.timeout)
+            .field("available", &self.is_available())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// A store on the Redis at `url` with the default settings. Doesn't
+    /// connect: the first alert does.
+    ///
+    /// # Errors
+    ///
+    /// `url` is not a Redis URL.
+    pub fn open(url: &str) -> Result<Self, BuildError> {
+        Self::builder(url).build()
+    }
+
+    /// A builder for a store on the Redis at `url` (checked by
+    /// [`build`](RedisStoreBuilder::build)).
+    pub fn builder(url: &str) -> RedisStoreBuilder {
+        RedisStoreBuilder::new(Client::open(url).map_err(|_| BuildError::InvalidUrl))
+    }
+
+    /// A builder for a store using `client` (for TLS or settings a URL
+    /// can't express).
+    pub fn with_client(client: Client) -> RedisStoreBuilder {
+        RedisStoreBuilder::new(Ok(client))
+    }
+
+    /// Whether the last Redis command worked (`true` before the first).
+    /// While `false`, dedupe and incidents are local to this process.
+    pub fn is_available(&self) -> bool {
+        self.inner.lock().outage.is_none()
+    }
+}
+
+/// Configures a [`RedisStore`].
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use watchpost_redis::RedisStore;
+///
+/// let store = RedisStore::builder("redis://:password@redis.internal:6379")
+///     .prefix("checkout")
+///     .incident_ttl(Duration::from_secs(3 * 24 * 3600))
+///     .timeout(Duration::from_millis(500))
+///     .build()?;
+/// # Ok::<(), watchpost_redis::BuildError>(())
+/// ```
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct RedisStoreBuilder {
+    client: Result<Client, BuildError>,
+    prefix: String,
+    incident_ttl: Duration,
+    timeout: Duration,
+    on_change: Option<OnChange>,
+}
+
+impl fmt::Debug for RedisStoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStoreBuilder")
+            .field(
+                "addr",
+                &self
+                    .client
+                    .as_ref()
+                    .map(|c| c.get_connection_info().addr().to_string()),
+            )
+            .field("prefix", &self.prefix)
+            .field("incident_ttl", &self.incident_ttl)
+            .field("timeout", &self.timeout)
+            .field("on_change", &self.on_change.as_ref().map(|_| "set"))
+            .finish()
+    }
+}
+
+impl RedisStoreBuilder {
+    fn new(client: Result<Client, BuildError>) -> Self {
+        Self {
+            client,
+            prefix: "watchpost".to_owned(),
+            incident_ttl: Duration::from_secs(7 * 24 * 3600),
+            timeout: Duration::from_secs(1),
+            on_change: None,
+        }
+    }
+
+    /// The prefix of every key (default `watchpost`). Services sharing a
+    /// Redis but not their alerts need different prefixes.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// How long an incident stays open in Redis if nobody resolves it
+    /// (default 7 days), so a replica that died mid-incident doesn't leave
+    /// the key forever. An incident open longer than this can fire again.
+    pub fn incident_ttl(mut self, ttl: Duration) -> Self {
+        self.incident_ttl = ttl;
+        self
+    }
+
+    /// How long to wait for Redis, connecting included, before answering
+    /// from the local fallback (default 1 s). Keep it under the Alerter's
+    /// store timeout (2 s), or the Alerter gives up first and delivers
+    /// without dedupe.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Called, on the alert delivery thread, when Redis becomes unavailable
+    /// and when it recovers: once per change, not per command.
+    ///
+    /// Calling [`Alerter::fire`](watchpost::alert::Alerter::fire) /
+    /// [`resolve`](watchpost::alert::Alerter::resolve) from here is fine
+    /// (they never block); see the [crate docs](crate) for the wiring.
+    pub fn on_change(mut self, f: impl Fn(Availability) + Send + Sync + 'static) -> Self {
+        self.on_change = Some(Arc::new(f));
+        self
+    }
+
+    /// Builds the store. Doesn't connect.
+    ///
+    /// # Errors
+    ///
+    /// The URL is invalid, the timeout or TTL is zero, or the prefix empty.
+    pub fn build(self) -> Result<RedisStore, BuildError> {
+        let client = self.client?;
+        if self.timeout.is_zero() {
+            return Err(BuildError::ZeroTimeout);
+        }
+        if self.incident_ttl.is_zero() {
+            return Err(BuildError::ZeroIncidentTtl);
+        }
+        if self.prefix.is_empty() {
+            return Err(BuildError::EmptyPrefix);
+        }
+        let info = client.get_connection_info();
+        let addr = info.addr().to_string();
+        let password = info
+            .redis_settings()
+            .password()
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned);
+        Ok(RedisStore {
+            inner: Arc::new(Inner {
+                client,
+                addr,
+                password,
+                prefix: self.prefix,
+                incident_ttl: self.incident_ttl,
+                timeout: self.timeout,
+                on_change: self.on_change,
+                local: MemoryStore::new(),
+                claim: Script::new(CLAIM),
+                close: Script::new(CLOSE),
+                close_if_older: Script::new(CLOSE_IF_OLDER),
+                state: Mutex::default(),
+            }),
+        })
+    }
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn key(&self, kind: &str, key: &str) -> String {
+        redis_key(&self.prefix, kind, key)
+    }
+
+    /// The connection, or `None` while waiting to retry a failed Redis.
+    /// Called on the delivery thread's runtime, so the manager's tasks run
+    /// there.
+    fn connection(&self) -> Option<ConnectionManager> {
+        let mut state = self.lock();
+        if state
+            .outage
+            .as_ref()
+            .is_some_and(|o| Instant::now() < o.retry_at)
+        {
+            return None;
+        }
+        if let Some(manager) = &state.manager {
+            return Some(manager.clone());
+        }
+        // One attempt per command, bounded by our timeout: retries are
+        // ours (see `failed`), so a down Redis costs nothing per alert.
+        let config = ConnectionManagerConfig::new()
+            .set_number_of_retries(0)
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout));
+        let manager = ConnectionManager::new_lazy_with_config(self.client.clone(), config).ok()?;
+        state.manager = Some(manager.clone());
+        Some(manager)
+    }
+
+    /// Runs `command` on Redis: `None` if Redis is down (now or recently).
+    async fn shared<T, F, Fut>(&self, command: F) -> Option<T>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let conn = self.connection()?;
+        match tokio::time::timeout(self.timeout, command(conn)).await {
+            Ok(Ok(value)) => {
+                self.succeeded().await;
+                Some(value)
+            }
+            Ok(Err(e)) => {
+                let reason = if e.is_io_error() || e.is_connection_dropped() {
+                    format!("connection failed: {e}")
+                } else {
+                    format!("command failed: {e}")
+                };
+                self.failed(&reason);
+                None
+            }
+            Err(_) => {
+                self.failed(&format!("no answer within {:?}", self.timeout));
+                None
+            }
+        }
+    }
+
+    fn failed(&self, reason: &str) {
+        let now = Instant::now();
+        let first = {
+            let mut state = self.lock();
+            // A fresh manager next time, on the runtime that asks.
+            state.manager = None;
+            match &mut state.outage {
+                Some(o) => {
+                    o.wait = (o.wait * 2).min(MAX_RETRY);
+                    o.retry_at = now + o.wait;
+                    false
+                }
+                None => {
+                    state.outage = Some(Outage {
+                        since: now,
+                        retry_at: now + FIRST_RETRY,
+                        wait: FIRST_RETRY,
+                    });
+                    true
+                }
+            }
+        };
+        if first {
+            let reason = self.redact(reason);
+            tracing::warn!(
+                target: LOG_TARGET,
+                addr = %self.addr,
+                "shared alert state unavailable (redis {}: {reason}); \
+                 deduplicating alerts in this process until it is back",
+                self.addr
+            );
+            self.notify(Availability::Unavailable);
+        }
+    }
+
+    async fn succeeded(&self) {
+        let (outage, pending) = {
+            let mut state = self.lock();
+            let Some(outage) = state.outage.take() else {
+                return;
+            };
+            (outage, std::mem::take(&mut state.pending_closes))
+        };
+        let after = outage.since.elapsed();
+        tracing::info!(
+            target: LOG_TARGET,
+            addr = %self.addr,
+            "shared alert state available again (redis {}) after {}s; \
+             alerts are deduplicated across replicas again",
+            self.addr,
+            after.as_secs()
+        );
+        self.notify(Availability::Recovered { after });
+        if let Some(mut conn) = self.connection() {
+            for (key, closed_at) in pending {
+                let mut call = self.close_if_older.key(&key);
+                call.arg(closed_at);
+                let _ =
+                    tokio::time::timeout(self.timeout, call.invoke_async::<i64>(&mut conn)).await;
+            }
+        }
+    }
+
+    fn notify(&self, change: Availability) {
+        if let Some(f) = &self.on_change {
+            if std::panic::catch_unwind(AssertUnwindSafe(|| f(change))).is_err() {
+                tracing::error!(target: LOG_TARGET, "the on_change callback panicked");
+            }
+        }
+    }
+
+    fn redact(&self, text: &str) -> String {
+        match &self.password {
+            Some(p) => text.replace(p.as_str(), "***"),
+            None => text.to_owned(),
+        }
+    }
+}
+
+impl AlertStore for RedisStore {
+    fn claim<'a>(
+        &'a self,
+        key: &'a str,
+        at: SystemTime,
+        window: Duration,
+        similar: u64,
+    ) -> StoreFuture<'a, Claim> {
+        Box::pin(async move {
+            let inner = &*self.inner;
+            let dedupe = inner.key("dedupe", key);
+            let counter = inner.key("suppressed", key);
+            let increment = similar.saturating_add(1).min(i64::MAX as u64 / 2);
+            // The count outlives the window, so the next delivery finds it.
+            let counter_ttl = ms(window.saturating_mul(2).max(Duration::from_secs(3600)));
+            let answer = inner
+                .shared(|mut conn| async move {
+                    let mut call = inner.claim.key(&dedupe);
+                    call.key(&counter)
+                        .arg(unix_ms(at))
+                        .arg(ms(window))
+                        .arg(increment)
+                        .arg(counter_ttl);
+                    call.invoke_async::<i64>(&mut conn).await
+                })
+                .await;
+            match answer {
+                Some(n) if n >= 0 => Ok(Claim::Deliver {
+                    similar: (n as u64).saturating_add(similar),
+                }),
+                Some(_) => Ok(Claim::Suppressed),
+                None => inner.local.claim(key, at, window, similar).await,
+            }
+        })
+    }
+
+    fn open_incident<'a>(&'a self, key: &'a str, at: SystemTime) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let inner = &*self.inner;
+            let incident = inner.key("incident", key);
+            let answer = inner
+                .shared(|mut conn| async move {
+                    redis::cmd("SET")
+                        .arg(&incident)
+                        .arg(unix_ms(at))
+                        .arg("NX")
+                        .arg("PX")
+                        .arg(ms(inner.incident_ttl))
+                        .query_async::<Option<String>>(&mut conn)
+                        .await
+                })
+                .await;
+            match answer {
+                Some(set) => {
+                    let opened = set.is_some();
+                    if opened {
+                        // Mirrored, so this replica can still resolve it
+                        // if Redis goes down meanwhile.
+                        let _ = inner.local.open_incident(key, at).await;
+                    }
+                    Ok(opened)
+                }
+                None => inner.local.open_incident(key, at).await,
+            }
+        })
+    }
+
+    fn close_incident<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<SystemTime>> {
+        Box::pin(async move {
+            let inner = &*self.inner;
+            let incident = inner.key("incident", key);
+            let local = inner.local.close_incident(key).await.ok().flatten();
+            let answer = inner
+                .shared(|mut conn| {
+                    let incident = incident.clone();
+                    async move {
+                        inner
+                            .close
+                            .key(&incident)
+                            .invoke_async::<Option<u64>>(&mut conn)
+                            .await
+                    }
+                })
+                .await;
+            match answer {
+                Some(Some(started)) => Ok(Some(UNIX_EPOCH + Duration::from_millis(started))),
+                // Opened while Redis was down: only this replica knew.
+                Some(None) => Ok(local),
+                None => {
+                    // Delete it from Redis once it's back, unless reopened
+                    // since; meanwhile resolve from what this replica knows.
+                    let mut state = inner.lock();
+                    if state.pending_closes.len() < MAX_PENDING_CLOSES {
+                        state
+                            .pending_closes
+                            .insert(incident, unix_ms(SystemTime::now()));
+                    }
+                    Ok(local)
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_and_debug_never_show_the_password() {
+        let store = RedisStore::open("redis://:s3cret@127.0.0.1:1").unwrap();
+        let debug = format!("{store:?}");
+        assert!(!debug.contains("s3cret"), "{debug}");
+        assert!(debug.contains("127.0.0.1:1"), "{debug}");
+        let builder = RedisStore::builder("redis://user:s3cret@127.0.0.1:1");
+        assert!(!format!("{builder:?}").contains("s3cret"));
+        let bad = RedisStore::open("redis://:s3cret@[nope").unwrap_err();
+        assert_eq!(bad, BuildError::InvalidUrl);
+        assert!(!format!("{bad} {bad:?}").contains("s3cret"));
+        assert_eq!(store.inner.redact("auth s3cret failed"), "auth *** failed");
+    }
+
+    #[test]
+    fn bad_settings_are_refused() {
+        let b = || RedisStore::builder("redis://127.0.0.1");
+        assert_eq!(
+            b().timeout(Duration::ZERO).build().unwrap_err(),
+            BuildError::ZeroTimeout
+        );
+        assert_eq!(
+            b().incident_ttl(Duration::ZERO).build().unwrap_err(),
+            BuildError::ZeroIncidentTtl
+        );
+        assert_eq!(b().prefix("").build().unwrap_err(), BuildError::EmptyPrefix);
+    }
+}

@@ -1,0 +1,183 @@
+//! Redis down: alerts are still delivered (deduplicated in the process),
+//! one warning is logged, the callback is called once, and the password
+//! never shows. Recovery (needs `REDIS_URL`) is automatic and logged.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use watchpost::alert::{Alert, Alerter, MemorySink};
+use watchpost_redis::{Availability, RedisStore};
+use watchpost_testkit::logs;
+
+const HANG: Duration = Duration::from_secs(30);
+
+fn closed_port() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+type Changes = Arc<Mutex<Vec<Availability>>>;
+
+fn store(addr: SocketAddr) -> (RedisStore, Changes) {
+    let changes = Changes::default();
+    let store = RedisStore::builder(&format!("redis://:s3cret@{addr}"))
+        .on_change({
+            let changes = changes.clone();
+            move |c| changes.lock().unwrap().push(c)
+        })
+        .build()
+        .unwrap();
+    (store, changes)
+}
+
+fn lines_about(addr: SocketAddr) -> Vec<String> {
+    logs::captured()
+        .lines()
+        .filter(|l| l.contains(&addr.to_string()))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn alerts_are_delivered_and_deduplicated_locally_when_redis_is_down() {
+    logs::capture_global();
+    let addr = closed_port();
+    let (store, changes) = store(addr);
+    let sink = MemorySink::new();
+    let alerter = Alerter::builder()
+        .sink(sink.clone())
+        .store(Arc::new(store.clone()))
+        .build()
+        .unwrap();
+
+    let start = Instant::now();
+    for i in 0..3 {
+        alerter.send(Alert::error("alert").key(format!("k{i}")));
+        alerter.send(Alert::error("alert").key(format!("k{i}")));
+    }
+    alerter.fire("db", Alert::critical("db down"));
+    alerter.fire("db", Alert::critical("db down"));
+    alerter.resolve("db");
+    assert!(alerter.flush(HANG));
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(sink.len(), 5, "3 alerts, firing, resolved");
+    assert!(!store.is_available());
+    assert_eq!(*changes.lock().unwrap(), [Availability::Unavailable]);
+
+    let lines = lines_about(addr);
+    let warnings: Vec<_> = lines
+        .iter()
+        .filter(|l| l.contains("shared alert state unavailable"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "one warning: {lines:#?}");
+    assert!(warnings[0].contains("WARN"), "{}", warnings[0]);
+    let all = logs::captured();
+    assert!(!all.contains("s3cret"), "{all}");
+    assert!(!format!("{store:?}").contains("s3cret"));
+}
+
+/// A TCP proxy to Redis on `addr`, started later: Redis "comes back".
+fn proxy(runtime: &tokio::runtime::Runtime, addr: SocketAddr, redis: SocketAddr) {
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(addr))
+        .unwrap();
+    runtime.spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if let Ok(mut server) = tokio::net::TcpStream::connect(redis).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn recovery_is_automatic_and_logged_once() {
+    let Ok(url) = std::env::var("REDIS_URL") else {
+        println!("skipped: set REDIS_URL");
+        return;
+    };
+    logs::capture_global();
+    let info = redis::Client::open(url.as_str()).unwrap();
+    let redis_addr: SocketAddr = info
+        .get_connection_info()
+        .addr()
+        .to_string()
+        .parse()
+        .expect("REDIS_URL with an IP address");
+    // The proxy has no password to forward, so test without one.
+    let addr = closed_port();
+    let changes = Changes::default();
+    let store = RedisStore::builder(&format!("redis://{addr}"))
+        .prefix(format!("watchpost-test:recovery:{}", std::process::id()))
+        .on_change({
+            let changes = changes.clone();
+            move |c| changes.lock().unwrap().push(c)
+        })
+        .build()
+        .unwrap();
+    let sink = MemorySink::new();
+    let alerter = Alerter::builder()
+        .sink(sink.clone())
+        .store(Arc::new(store.clone()))
+        .build()
+        .unwrap();
+
+    alerter.send(Alert::error("before"));
+    assert!(alerter.flush(HANG));
+    assert!(!store.is_available());
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    proxy(&runtime, addr, redis_addr);
+
+    // The store retries after 1 s; keep sending until it is back.
+    let deadline = Instant::now() + HANG;
+    let mut i = 0;
+    while !store.is_available() {
+        assert!(Instant::now() < deadline, "never recovered");
+        std::thread::sleep(Duration::from_millis(300));
+        alerter.send(Alert::error("during").key(format!("during {i}")));
+        assert!(alerter.flush(HANG));
+        i += 1;
+    }
+    let changes = changes.lock().unwrap().clone();
+    assert_eq!(changes.len(), 2, "{changes:?}");
+    assert!(matches!(changes[1], Availability::Recovered { .. }));
+    let lines = lines_about(addr);
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.contains("available again"))
+            .count(),
+        1,
+        "{lines:#?}"
+    );
+    assert_eq!(
+        lines.iter().filter(|l| l.contains("unavailable")).count(),
+        1,
+        "{lines:#?}"
+    );
+    assert_eq!(sink.len(), i + 1, "nothing lost");
+
+    // Clean up what the last alerts left in Redis.
+    let mut conn = info.get_connection().unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("watchpost-test:recovery:{}:*", std::process::id()))
+        .query(&mut conn)
+        .unwrap();
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL").arg(keys).query(&mut conn).unwrap();
+    }
+}

@@ -1,0 +1,162 @@
+//! Two Alerters with their own `RedisStore` (two replicas) against the
+//! Redis at `REDIS_URL`: one message per alert, one firing/resolved pair
+//! per incident. Without `REDIS_URL` these tests are skipped; with it, an
+//! unreachable Redis fails them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use watchpost::alert::{Alert, Alerter, MemorySink, NotificationKind};
+use watchpost_redis::RedisStore;
+
+const HANG: Duration = Duration::from_secs(30);
+
+/// `REDIS_URL` and a key prefix no other test or run uses; the prefix's
+/// keys are deleted when the guard drops.
+struct Redis {
+    url: String,
+    prefix: String,
+}
+
+impl Redis {
+    fn get() -> Option<Self> {
+        let Ok(url) = std::env::var("REDIS_URL") else {
+            println!("skipped: set REDIS_URL");
+            return None;
+        };
+        let mut conn = redis::Client::open(url.as_str())
+            .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(5)))
+            .unwrap_or_else(|e| panic!("REDIS_URL is set but Redis is unreachable: {e}"));
+        let _: String = redis::cmd("PING").query(&mut conn).expect("PING");
+        static N: AtomicU64 = AtomicU64::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let prefix = format!(
+            "watchpost-test:{}:{nanos}:{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        Some(Self { url, prefix })
+    }
+
+    fn store(&self) -> RedisStore {
+        RedisStore::builder(&self.url)
+            .prefix(&self.prefix)
+            .build()
+            .unwrap()
+    }
+
+    fn keys(&self) -> Vec<String> {
+        let client = redis::Client::open(self.url.as_str()).unwrap();
+        let mut conn = client.get_connection().unwrap();
+        redis::cmd("KEYS")
+            .arg(format!("{}:*", self.prefix))
+            .query(&mut conn)
+            .unwrap()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let keys = self.keys();
+        if !keys.is_empty() {
+            let client = redis::Client::open(self.url.as_str()).unwrap();
+            let mut conn = client.get_connection().unwrap();
+            let _: () = redis::cmd("DEL").arg(keys).query(&mut conn).unwrap();
+        }
+    }
+}
+
+fn replica(redis: &Redis, window: Duration) -> (Alerter, MemorySink) {
+    let sink = MemorySink::new();
+    let alerter = Alerter::builder()
+        .service("test")
+        .sink(sink.clone())
+        .dedupe_window(window)
+        .store(Arc::new(redis.store()))
+        .build()
+        .unwrap();
+    (alerter, sink)
+}
+
+/// Built inside a Tokio test (the "application runtime", blocked by
+/// `flush` below): the store still works, on the delivery thread's runtime.
+#[tokio::test]
+async fn two_replicas_send_one_alert_and_count_the_other() {
+    let Some(redis) = Redis::get() else { return };
+    let window = Duration::from_millis(800);
+    let (a, sink_a) = replica(&redis, window);
+    let (b, sink_b) = replica(&redis, window);
+
+    a.send(Alert::error("payment provider down"));
+    assert!(a.flush(HANG));
+    b.send(Alert::error("payment provider down"));
+    assert!(b.flush(HANG));
+    assert_eq!((sink_a.len(), sink_b.len()), (1, 0), "one message in total");
+    assert_eq!(b.stats().suppressed, 1, "counted by the store");
+
+    // After the window, the next delivery says what the other suppressed.
+    std::thread::sleep(window + Duration::from_millis(200));
+    a.send(Alert::error("payment provider down"));
+    assert!(a.flush(HANG));
+    let sent = sink_a.notifications();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[1].similar(), 1, "b's suppressed alert is counted");
+    assert_eq!(sink_b.len(), 0);
+}
+
+#[test]
+fn two_replicas_send_one_firing_and_one_resolved() {
+    let Some(redis) = Redis::get() else { return };
+    let (a, sink_a) = replica(&redis, Duration::from_secs(300));
+    let (b, sink_b) = replica(&redis, Duration::from_secs(300));
+
+    for alerter in [&a, &b, &a] {
+        alerter.fire("db", Alert::critical("db down"));
+        assert!(alerter.flush(HANG));
+    }
+    assert_eq!(sink_a.len() + sink_b.len(), 1, "one firing");
+    assert!(redis.keys().iter().any(|k| k.ends_with(":incident:db")));
+
+    a.resolve("db");
+    assert!(a.flush(HANG));
+    b.resolve("db");
+    assert!(b.flush(HANG));
+    let all: Vec<_> = sink_a
+        .notifications()
+        .into_iter()
+        .chain(sink_b.notifications())
+        .collect();
+    assert_eq!(all.len(), 2, "one firing, one resolved: {all:?}");
+    assert!(matches!(all[0].kind(), NotificationKind::Firing));
+    assert!(matches!(all[1].kind(), NotificationKind::Resolved { .. }));
+    assert!(
+        !redis.keys().iter().any(|k| k.contains(":incident:")),
+        "closed incidents leave no key"
+    );
+}
+
+#[test]
+fn keys_expire_and_long_keys_are_bounded() {
+    let Some(redis) = Redis::get() else { return };
+    let (a, _sink) = replica(&redis, Duration::from_secs(60));
+    let long = "x".repeat(10_000);
+    a.send(Alert::error("long").key(long.clone()));
+    a.fire(&long, Alert::error("long incident"));
+    assert!(a.flush(HANG));
+
+    let client = redis::Client::open(redis.url.as_str()).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let keys = redis.keys();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    for key in keys {
+        assert!(key.len() < redis.prefix.len() + 120, "{key}");
+        let ttl: i64 = redis::cmd("PTTL").arg(&key).query(&mut conn).unwrap();
+        assert!(ttl > 0, "{key} has a TTL");
+    }
+}
