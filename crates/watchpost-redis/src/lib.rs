@@ -1,6 +1,7 @@
 //! Redis-backed shared state for [watchpost](https://docs.rs/watchpost):
 //! when a service runs as several replicas, they send one message per
-//! alert and one firing/resolved pair per incident, not one per replica.
+//! alert and one firing/resolved pair per incident, not one per replica,
+//! and share one rate-limit budget per client.
 //!
 //! # Start here
 //!
@@ -13,6 +14,12 @@
 //!   goes and one line when it returns, and calls your
 //!   [`on_change`](RedisStoreBuilder::on_change) callback, where you can
 //!   raise a "shared state unavailable" alert (below).
+//! - [`RedisRateLimiter`] is a GCRA rate limiter whose budget per key is
+//!   shared by every replica (`10/min` means ten requests in total, not
+//!   ten per replica), with the in-memory limiter's
+//!   [`Decision`](watchpost::ratelimit::Decision) and headers. If Redis is
+//!   down it allows every request (or, if configured, rejects them), with
+//!   one warning.
 //!
 //! The store never connects in its constructor: an application starts
 //! even when Redis is down. It opens its own connection, on the alert
@@ -63,7 +70,10 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod conn;
 mod keys;
+mod ratelimit;
 mod store;
 
+pub use ratelimit::{RedisRateLimiter, RedisRateLimiterBuilder};
 pub use store::{Availability, BuildError, RedisStore, RedisStoreBuilder};

@@ -6,15 +6,14 @@ use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use redis::{Client, RedisResult, Script};
 use watchpost::alert::{AlertStore, Claim, MemoryStore, StoreFuture};
 
+use crate::conn::{Answer, Conn, LOG_TARGET};
 use crate::keys::redis_key;
-
-const LOG_TARGET: &str = "watchpost_redis";
 
 /// Deliver (returns the suppressed count) or count (returns -1), atomically.
 /// KEYS: dedupe, suppressed. ARGV: value, window ms, increment, counter ttl ms.
@@ -44,10 +43,6 @@ if v and v <= tonumber(ARGV[1]) then redis.call('DEL', KEYS[1]) return 1 end
 return 0
 ";
 
-/// First wait before trying Redis again after a failure; doubles up to
-/// [`MAX_RETRY`].
-const FIRST_RETRY: Duration = Duration::from_secs(1);
-const MAX_RETRY: Duration = Duration::from_secs(30);
 /// Incidents closed during an outage, deleted from Redis on recovery.
 const MAX_PENDING_CLOSES: usize = 10_000;
 
@@ -65,7 +60,9 @@ pub enum Availability {
     },
 }
 
-/// Why a [`RedisStoreBuilder`] could not build a store.
+/// Why a [`RedisStoreBuilder`] or a
+/// [`RedisRateLimiterBuilder`](crate::RedisRateLimiterBuilder) could not
+/// build.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum BuildError {
@@ -130,41 +127,26 @@ pub struct RedisStore {
 }
 
 struct Inner {
-    client: Client,
-    addr: String,
-    password: Option<String>,
+    conn: Conn,
     prefix: String,
     incident_ttl: Duration,
-    timeout: Duration,
     on_change: Option<OnChange>,
     local: MemoryStore,
     claim: Script,
     close: Script,
     close_if_older: Script,
-    state: Mutex<State>,
-}
-
-#[derive(Default)]
-struct State {
-    manager: Option<ConnectionManager>,
-    outage: Option<Outage>,
-    /// Redis incident key → when it was closed locally (unix ms).
-    pending_closes: HashMap<String, u64>,
-}
-
-struct Outage {
-    since: Instant,
-    retry_at: Instant,
-    wait: Duration,
+    /// Redis incident key → when it was closed locally (unix ms), while
+    /// Redis was down.
+    pending_closes: Mutex<HashMap<String, u64>>,
 }
 
 impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStore")
-            .field("addr", &self.inner.addr)
+            .field("addr", &self.inner.conn.addr())
             .field("prefix", &self.inner.prefix)
             .field("incident_ttl", &self.inner.incident_ttl)
-            .field("timeout", &self.inner.timeout)
+            .field("timeout", &self.inner.conn.timeout())
             .field("available", &self.is_available())
             .finish_non_exhaustive()
     }
@@ -196,7 +178,7 @@ impl RedisStore {
     /// Whether the last Redis command worked (`true` before the first).
     /// While `false`, dedupe and incidents are local to this process.
     pub fn is_available(&self) -> bool {
-        self.inner.lock().outage.is_none()
+        self.inner.conn.is_available()
     }
 }
 
@@ -294,37 +276,24 @@ impl RedisStoreBuilder {
     ///
     /// The URL is invalid, the timeout or TTL is zero, or the prefix empty.
     pub fn build(self) -> Result<RedisStore, BuildError> {
-        let client = self.client?;
-        if self.timeout.is_zero() {
-            return Err(BuildError::ZeroTimeout);
-        }
+        let conn = Conn::new(self.client?, self.timeout)?;
         if self.incident_ttl.is_zero() {
             return Err(BuildError::ZeroIncidentTtl);
         }
         if self.prefix.is_empty() {
             return Err(BuildError::EmptyPrefix);
         }
-        let info = client.get_connection_info();
-        let addr = info.addr().to_string();
-        let password = info
-            .redis_settings()
-            .password()
-            .filter(|p| !p.is_empty())
-            .map(str::to_owned);
         Ok(RedisStore {
             inner: Arc::new(Inner {
-                client,
-                addr,
-                password,
+                conn,
                 prefix: self.prefix,
                 incident_ttl: self.incident_ttl,
-                timeout: self.timeout,
                 on_change: self.on_change,
                 local: MemoryStore::new(),
                 claim: Script::new(CLAIM),
                 close: Script::new(CLOSE),
                 close_if_older: Script::new(CLOSE_IF_OLDER),
-                state: Mutex::default(),
+                pending_closes: Mutex::default(),
             }),
         })
     }
@@ -340,127 +309,65 @@ fn ms(d: Duration) -> u64 {
 }
 
 impl Inner {
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    fn pending_closes(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
+        self.pending_closes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn key(&self, kind: &str, key: &str) -> String {
         redis_key(&self.prefix, kind, key)
     }
 
-    /// The connection, or `None` while waiting to retry a failed Redis.
-    /// Called on the delivery thread's runtime, so the manager's tasks run
-    /// there.
-    fn connection(&self) -> Option<ConnectionManager> {
-        let mut state = self.lock();
-        if state
-            .outage
-            .as_ref()
-            .is_some_and(|o| Instant::now() < o.retry_at)
-        {
-            return None;
-        }
-        if let Some(manager) = &state.manager {
-            return Some(manager.clone());
-        }
-        // One attempt per command, bounded by our timeout: retries are
-        // ours (see `failed`), so a down Redis costs nothing per alert.
-        let config = ConnectionManagerConfig::new()
-            .set_number_of_retries(0)
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout));
-        let manager = ConnectionManager::new_lazy_with_config(self.client.clone(), config).ok()?;
-        state.manager = Some(manager.clone());
-        Some(manager)
-    }
-
     /// Runs `command` on Redis: `None` if Redis is down (now or recently).
+    /// Called on the delivery thread's runtime, so the connection's tasks
+    /// run there.
     async fn shared<T, F, Fut>(&self, command: F) -> Option<T>
     where
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
-        let conn = self.connection()?;
-        match tokio::time::timeout(self.timeout, command(conn)).await {
-            Ok(Ok(value)) => {
-                self.succeeded().await;
+        match self.conn.run(command).await {
+            Answer::Ok { value, recovered } => {
+                if let Some(after) = recovered {
+                    self.recovered(after).await;
+                }
                 Some(value)
             }
-            Ok(Err(e)) => {
-                let reason = if e.is_io_error() || e.is_connection_dropped() {
-                    format!("connection failed: {e}")
-                } else {
-                    format!("command failed: {e}")
-                };
-                self.failed(&reason);
-                None
-            }
-            Err(_) => {
-                self.failed(&format!("no answer within {:?}", self.timeout));
+            Answer::Down { started } => {
+                if let Some(reason) = started {
+                    let addr = self.conn.addr();
+                    tracing::warn!(
+                        target: LOG_TARGET,
+                        addr = %addr,
+                        "shared alert state unavailable (redis {addr}: {reason}); \
+                         deduplicating alerts in this process until it is back",
+                    );
+                    self.notify(Availability::Unavailable);
+                }
                 None
             }
         }
     }
 
-    fn failed(&self, reason: &str) {
-        let now = Instant::now();
-        let first = {
-            let mut state = self.lock();
-            // A fresh manager next time, on the runtime that asks.
-            state.manager = None;
-            match &mut state.outage {
-                Some(o) => {
-                    o.wait = (o.wait * 2).min(MAX_RETRY);
-                    o.retry_at = now + o.wait;
-                    false
-                }
-                None => {
-                    state.outage = Some(Outage {
-                        since: now,
-                        retry_at: now + FIRST_RETRY,
-                        wait: FIRST_RETRY,
-                    });
-                    true
-                }
-            }
-        };
-        if first {
-            let reason = self.redact(reason);
-            tracing::warn!(
-                target: LOG_TARGET,
-                addr = %self.addr,
-                "shared alert state unavailable (redis {}: {reason}); \
-                 deduplicating alerts in this process until it is back",
-                self.addr
-            );
-            self.notify(Availability::Unavailable);
-        }
-    }
-
-    async fn succeeded(&self) {
-        let (outage, pending) = {
-            let mut state = self.lock();
-            let Some(outage) = state.outage.take() else {
-                return;
-            };
-            (outage, std::mem::take(&mut state.pending_closes))
-        };
-        let after = outage.since.elapsed();
+    async fn recovered(&self, after: Duration) {
+        let pending = std::mem::take(&mut *self.pending_closes());
+        let addr = self.conn.addr();
         tracing::info!(
             target: LOG_TARGET,
-            addr = %self.addr,
-            "shared alert state available again (redis {}) after {}s; \
+            addr = %addr,
+            "shared alert state available again (redis {addr}) after {}s; \
              alerts are deduplicated across replicas again",
-            self.addr,
             after.as_secs()
         );
         self.notify(Availability::Recovered { after });
-        if let Some(mut conn) = self.connection() {
+        if let Some(mut conn) = self.conn.connection() {
             for (key, closed_at) in pending {
                 let mut call = self.close_if_older.key(&key);
                 call.arg(closed_at);
                 let _ =
-                    tokio::time::timeout(self.timeout, call.invoke_async::<i64>(&mut conn)).await;
+                    tokio::time::timeout(self.conn.timeout(), call.invoke_async::<i64>(&mut conn))
+                        .await;
             }
         }
     }
@@ -470,13 +377,6 @@ impl Inner {
             if std::panic::catch_unwind(AssertUnwindSafe(|| f(change))).is_err() {
                 tracing::error!(target: LOG_TARGET, "the on_change callback panicked");
             }
-        }
-    }
-
-    fn redact(&self, text: &str) -> String {
-        match &self.password {
-            Some(p) => text.replace(p.as_str(), "***"),
-            None => text.to_owned(),
         }
     }
 }
@@ -572,11 +472,9 @@ impl AlertStore for RedisStore {
                 None => {
                     // Delete it from Redis once it's back, unless reopened
                     // since; meanwhile resolve from what this replica knows.
-                    let mut state = inner.lock();
-                    if state.pending_closes.len() < MAX_PENDING_CLOSES {
-                        state
-                            .pending_closes
-                            .insert(incident, unix_ms(SystemTime::now()));
+                    let mut pending = inner.pending_closes();
+                    if pending.len() < MAX_PENDING_CLOSES {
+                        pending.insert(incident, unix_ms(SystemTime::now()));
                     }
                     Ok(local)
                 }
@@ -600,7 +498,10 @@ mod tests {
         let bad = RedisStore::open("redis://:s3cret@[nope").unwrap_err();
         assert_eq!(bad, BuildError::InvalidUrl);
         assert!(!format!("{bad} {bad:?}").contains("s3cret"));
-        assert_eq!(store.inner.redact("auth s3cret failed"), "auth *** failed");
+        assert_eq!(
+            store.inner.conn.redact("auth s3cret failed"),
+            "auth *** failed"
+        );
     }
 
     #[test]

@@ -38,6 +38,38 @@ pub struct Decision {
     pub retry_after: Option<Duration>,
 }
 
+impl Decision {
+    /// A decision made elsewhere, such as by a limiter shared through
+    /// Redis, so it gets the same headers as this crate's own.
+    ///
+    /// `remaining` is the requests left after this one (0 when rejected),
+    /// `reset_after` the time until the allowance is full again, and
+    /// `retry_after` is `Some` exactly when the request is rejected.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use watchpost::ratelimit::Decision;
+    ///
+    /// let d = Decision::new(false, 10, 0, Duration::from_secs(60), Some(Duration::from_secs(6)));
+    /// assert!(!d.allowed);
+    /// ```
+    pub const fn new(
+        allowed: bool,
+        limit: u32,
+        remaining: u32,
+        reset_after: Duration,
+        retry_after: Option<Duration>,
+    ) -> Self {
+        Self {
+            allowed,
+            limit,
+            remaining,
+            reset_after,
+            retry_after,
+        }
+    }
+}
+
 /// A GCRA rate limiter per key (an IP address, a user id, an API key), on
 /// governor, whose memory stays bounded with no cleanup task to run.
 ///

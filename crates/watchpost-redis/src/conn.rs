@@ -1,0 +1,186 @@
+//! The lazy Redis connection shared by [`RedisStore`](crate::RedisStore)
+//! and [`RedisRateLimiter`](crate::RedisRateLimiter): one attempt per
+//! command within a timeout, and backoff while Redis is down. Callers log
+//! the transitions ([`Answer`]) in their own words.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, RedisResult};
+
+use crate::BuildError;
+
+pub(crate) const LOG_TARGET: &str = "watchpost_redis";
+
+/// First wait before trying Redis again after a failure; doubles up to
+/// [`MAX_RETRY`].
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+const MAX_RETRY: Duration = Duration::from_secs(30);
+
+/// What came of running a command.
+pub(crate) enum Answer<T> {
+    /// Redis answered. `recovered`: this ended an outage that long.
+    Ok {
+        value: T,
+        recovered: Option<Duration>,
+    },
+    /// Redis is down (now or recently). `started`: this failure began the
+    /// outage, for this reason (password redacted); log it once.
+    Down { started: Option<String> },
+}
+
+pub(crate) struct Conn {
+    client: Client,
+    addr: String,
+    password: Option<String>,
+    timeout: Duration,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    manager: Option<ConnectionManager>,
+    outage: Option<Outage>,
+}
+
+struct Outage {
+    since: Instant,
+    retry_at: Instant,
+    wait: Duration,
+}
+
+impl fmt::Debug for Conn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Conn")
+            .field("addr", &self.addr)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Conn {
+    pub(crate) fn new(client: Client, timeout: Duration) -> Result<Self, BuildError> {
+        if timeout.is_zero() {
+            return Err(BuildError::ZeroTimeout);
+        }
+        let info = client.get_connection_info();
+        let addr = info.addr().to_string();
+        let password = info
+            .redis_settings()
+            .password()
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned);
+        Ok(Self {
+            client,
+            addr,
+            password,
+            timeout,
+            state: Mutex::default(),
+        })
+    }
+
+    /// `host:port`, never the password.
+    pub(crate) fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Whether the last command worked (`true` before the first).
+    pub(crate) fn is_available(&self) -> bool {
+        self.lock().outage.is_none()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The connection, or `None` while waiting to retry a failed Redis.
+    /// The manager's tasks run on the runtime that first asks.
+    pub(crate) fn connection(&self) -> Option<ConnectionManager> {
+        let mut state = self.lock();
+        if state
+            .outage
+            .as_ref()
+            .is_some_and(|o| Instant::now() < o.retry_at)
+        {
+            return None;
+        }
+        if let Some(manager) = &state.manager {
+            return Some(manager.clone());
+        }
+        // One attempt per command, bounded by our timeout: retries are
+        // ours (see `failed`), so a down Redis costs nothing per command.
+        let config = ConnectionManagerConfig::new()
+            .set_number_of_retries(0)
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout));
+        let manager = ConnectionManager::new_lazy_with_config(self.client.clone(), config).ok()?;
+        state.manager = Some(manager.clone());
+        Some(manager)
+    }
+
+    /// Runs `command` on Redis within the timeout.
+    pub(crate) async fn run<T, F, Fut>(&self, command: F) -> Answer<T>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let Some(conn) = self.connection() else {
+            return Answer::Down { started: None };
+        };
+        match tokio::time::timeout(self.timeout, command(conn)).await {
+            Ok(Ok(value)) => {
+                let recovered = self.lock().outage.take().map(|o| o.since.elapsed());
+                Answer::Ok { value, recovered }
+            }
+            Ok(Err(e)) => {
+                let reason = if e.is_io_error() || e.is_connection_dropped() {
+                    format!("connection failed: {e}")
+                } else {
+                    format!("command failed: {e}")
+                };
+                self.failed(&reason)
+            }
+            Err(_) => self.failed(&format!("no answer within {:?}", self.timeout)),
+        }
+    }
+
+    fn failed<T>(&self, reason: &str) -> Answer<T> {
+        let now = Instant::now();
+        let mut state = self.lock();
+        // A fresh manager next time, on the runtime that asks.
+        state.manager = None;
+        match &mut state.outage {
+            Some(o) => {
+                o.wait = (o.wait * 2).min(MAX_RETRY);
+                o.retry_at = now + o.wait;
+                Answer::Down { started: None }
+            }
+            None => {
+                state.outage = Some(Outage {
+                    since: now,
+                    retry_at: now + FIRST_RETRY,
+                    wait: FIRST_RETRY,
+                });
+                drop(state);
+                Answer::Down {
+                    started: Some(self.redact(reason)),
+                }
+            }
+        }
+    }
+
+    /// `text` with the password, if any, replaced by `***`.
+    pub(crate) fn redact(&self, text: &str) -> String {
+        match &self.password {
+            Some(p) => text.replace(p.as_str(), "***"),
+            None => text.to_owned(),
+        }
+    }
+}

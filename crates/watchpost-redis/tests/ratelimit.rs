@@ -1,0 +1,274 @@
+//! `RedisRateLimiter` against the Redis at `REDIS_URL`: two limiters (two
+//! replicas) share one budget exactly, decisions match the in-memory
+//! limiter's, keys expire. Without `REDIS_URL` those tests are skipped.
+//! Redis down: fail open (or closed) with one warning, recovery logged.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use watchpost::ratelimit::{KeyedRateLimiter, Quota};
+use watchpost_redis::RedisRateLimiter;
+use watchpost_testkit::logs;
+
+/// Generous: the machine running the tests may be busy.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `REDIS_URL` and a key prefix no other test or run uses; the prefix's
+/// keys are deleted when the guard drops.
+struct Redis {
+    url: String,
+    prefix: String,
+}
+
+impl Redis {
+    fn get() -> Option<Self> {
+        let Ok(url) = std::env::var("REDIS_URL") else {
+            println!("skipped: set REDIS_URL");
+            return None;
+        };
+        static N: AtomicU64 = AtomicU64::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let prefix = format!(
+            "watchpost-test:rl:{}:{nanos}:{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        Some(Self { url, prefix })
+    }
+
+    fn limiter(&self, quota: &str) -> RedisRateLimiter {
+        RedisRateLimiter::builder(&self.url, quota.parse().unwrap())
+            .prefix(&self.prefix)
+            .timeout(TIMEOUT)
+            .build()
+            .unwrap()
+    }
+
+    fn conn(&self) -> redis::Connection {
+        redis::Client::open(self.url.as_str())
+            .and_then(|c| c.get_connection_with_timeout(TIMEOUT))
+            .unwrap_or_else(|e| panic!("REDIS_URL is set but Redis is unreachable: {e}"))
+    }
+
+    fn keys(&self) -> Vec<String> {
+        redis::cmd("KEYS")
+            .arg(format!("{}:*", self.prefix))
+            .query(&mut self.conn())
+            .unwrap()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let keys = self.keys();
+        if !keys.is_empty() {
+            let _: () = redis::cmd("DEL").arg(keys).query(&mut self.conn()).unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_one_budget_exactly() {
+    let Some(redis) = Redis::get() else { return };
+    let (a, b) = (redis.limiter("10/min"), redis.limiter("10/min"));
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let limiter = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move { limiter.check("client-1").await })
+        })
+        .collect();
+    let mut decisions = Vec::new();
+    for task in tasks {
+        decisions.push(task.await.unwrap());
+    }
+    assert!(a.is_available() && b.is_available());
+    let allowed: Vec<_> = decisions.iter().filter(|d| d.allowed).collect();
+    assert_eq!(allowed.len(), 10, "{decisions:#?}");
+    // Each remaining count from 9 down to 0 was handed out exactly once.
+    let mut remaining: Vec<u32> = allowed.iter().map(|d| d.remaining).collect();
+    remaining.sort_unstable();
+    assert_eq!(remaining, (0..10).collect::<Vec<_>>());
+    for d in decisions.iter().filter(|d| !d.allowed) {
+        assert_eq!((d.limit, d.remaining), (10, 0));
+        let retry = d.retry_after.unwrap();
+        assert!(
+            retry > Duration::from_secs(5) && retry <= Duration::from_secs(6),
+            "{retry:?}"
+        );
+        assert!(d.reset_after > Duration::from_secs(59), "{d:?}");
+    }
+    // Another key has its own budget.
+    assert!(b.check("client-2").await.allowed);
+
+    // The key lives until the allowance is full again, no longer.
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(format!("{}:rl:client-1", redis.prefix))
+        .query(&mut redis.conn())
+        .unwrap();
+    assert!(ttl > 50_000 && ttl <= 60_000, "{ttl}");
+}
+
+#[tokio::test]
+async fn decisions_match_the_in_memory_limiter() {
+    let Some(redis) = Redis::get() else { return };
+    for quota in ["5/min", "3/s burst 4", "2/hour burst 5"] {
+        let remote = redis.limiter(quota);
+        let local = KeyedRateLimiter::new(quota.parse::<Quota>().unwrap());
+        let key = format!("same-{quota}");
+        for i in 0..8 {
+            let (r, l) = (remote.check(&key).await, local.check(&key));
+            assert_eq!(
+                (r.allowed, r.limit, r.remaining),
+                (l.allowed, l.limit, l.remaining),
+                "{quota} #{i}"
+            );
+            match (r.retry_after, l.retry_after) {
+                (None, None) => assert_eq!(r.reset_after, l.reset_after, "{quota} #{i}"),
+                (Some(rr), Some(lr)) => {
+                    // Measured at slightly different instants.
+                    let diff = rr.abs_diff(lr);
+                    assert!(
+                        diff < Duration::from_millis(500),
+                        "{quota} #{i}: {rr:?} {lr:?}"
+                    );
+                    assert!(r.reset_after.abs_diff(l.reset_after) < Duration::from_millis(500));
+                }
+                other => panic!("{quota} #{i}: {other:?}"),
+            }
+        }
+    }
+}
+
+fn closed_port() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+fn lines_about(addr: SocketAddr) -> Vec<String> {
+    logs::captured()
+        .lines()
+        .filter(|l| l.contains(&addr.to_string()))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn redis_down_fails_open_with_one_warning() {
+    logs::capture_global();
+    let addr = closed_port();
+    let limiter =
+        RedisRateLimiter::builder(&format!("redis://:s3cret@{addr}"), "2/min".parse().unwrap())
+            .build()
+            .unwrap();
+    let start = Instant::now();
+    for _ in 0..20 {
+        let d = limiter.check("client").await;
+        assert!(d.allowed, "{d:?}");
+        assert_eq!((d.limit, d.remaining, d.retry_after), (2, 1, None));
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(!limiter.is_available());
+    let lines = lines_about(addr);
+    let warnings: Vec<_> = lines
+        .iter()
+        .filter(|l| l.contains("shared rate limiting unavailable"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{lines:#?}");
+    assert!(warnings[0].contains("WARN") && warnings[0].contains("fail open"));
+    let all = logs::captured();
+    assert!(!all.contains("s3cret"), "{all}");
+    assert!(!format!("{limiter:?}").contains("s3cret"));
+}
+
+#[tokio::test]
+async fn redis_down_fails_closed_when_asked() {
+    logs::capture_global();
+    let addr = closed_port();
+    let limiter = RedisRateLimiter::builder(&format!("redis://{addr}"), "2/min".parse().unwrap())
+        .fail_closed(true)
+        .build()
+        .unwrap();
+    for _ in 0..5 {
+        let d = limiter.check("client").await;
+        assert!(!d.allowed, "{d:?}");
+        assert_eq!(d.retry_after, Some(Duration::from_secs(1)));
+    }
+    let lines = lines_about(addr);
+    assert_eq!(
+        lines.iter().filter(|l| l.contains("fail closed")).count(),
+        1,
+        "{lines:#?}"
+    );
+}
+
+/// A TCP proxy to Redis on `addr`, started later: Redis "comes back".
+async fn proxy(addr: SocketAddr, redis: SocketAddr) {
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if let Ok(mut server) = tokio::net::TcpStream::connect(redis).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+}
+
+#[tokio::test]
+async fn recovery_is_automatic_and_logged_once() {
+    let Some(redis) = Redis::get() else { return };
+    logs::capture_global();
+    let redis_addr: SocketAddr = redis::Client::open(redis.url.as_str())
+        .unwrap()
+        .get_connection_info()
+        .addr()
+        .to_string()
+        .parse()
+        .expect("REDIS_URL with an IP address");
+    // The proxy has no password to forward, so test without one.
+    let addr = closed_port();
+    let limiter = RedisRateLimiter::builder(&format!("redis://{addr}"), "3/min".parse().unwrap())
+        .prefix(&redis.prefix)
+        .timeout(TIMEOUT)
+        .build()
+        .unwrap();
+    assert!(limiter.check("client").await.allowed);
+    assert!(!limiter.is_available());
+
+    proxy(addr, redis_addr).await;
+    // Retried after 1 s; keep checking until it is back.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !limiter.is_available() {
+        assert!(Instant::now() < deadline, "never recovered");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let _ = limiter.check("client").await;
+    }
+    // The first shared check counted one request of three.
+    let d = limiter.check("client").await;
+    assert_eq!((d.allowed, d.remaining), (true, 1), "{d:?}");
+    assert_eq!(limiter.check("client").await.remaining, 0);
+    assert!(!limiter.check("client").await.allowed);
+
+    let lines = lines_about(addr);
+    assert_eq!(
+        lines.iter().filter(|l| l.contains("again")).count(),
+        1,
+        "{lines:#?}"
+    );
+    assert_eq!(
+        lines.iter().filter(|l| l.contains("unavailable")).count(),
+        1,
+        "{lines:#?}"
+    );
+}
