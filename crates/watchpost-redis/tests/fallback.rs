@@ -4,20 +4,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use watchpost::alert::{Alert, Alerter, MemorySink};
 use watchpost_redis::{Availability, RedisStore};
+
+use common::{closed_port, lines_about};
 use watchpost_testkit::logs;
 
 const HANG: Duration = Duration::from_secs(30);
-
-fn closed_port() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap()
-}
 
 type Changes = Arc<Mutex<Vec<Availability>>>;
 
@@ -31,14 +30,6 @@ fn store(addr: SocketAddr) -> (RedisStore, Changes) {
         .build()
         .unwrap();
     (store, changes)
-}
-
-fn lines_about(addr: SocketAddr) -> Vec<String> {
-    logs::captured()
-        .lines()
-        .filter(|l| l.contains(&addr.to_string()))
-        .map(str::to_owned)
-        .collect()
 }
 
 #[test]

@@ -5,43 +5,25 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use watchpost::ratelimit::{KeyedRateLimiter, Quota};
 use watchpost_redis::RedisRateLimiter;
+
+use common::{closed_port, lines_about, Redis};
 use watchpost_testkit::logs;
 
 /// Generous: the machine running the tests may be busy.
 const TIMEOUT: Duration = Duration::from_secs(5);
 
-/// `REDIS_URL` and a key prefix no other test or run uses; the prefix's
-/// keys are deleted when the guard drops.
-struct Redis {
-    url: String,
-    prefix: String,
+trait Limiters {
+    fn limiter(&self, quota: &str) -> RedisRateLimiter;
 }
 
-impl Redis {
-    fn get() -> Option<Self> {
-        let Ok(url) = std::env::var("REDIS_URL") else {
-            println!("skipped: set REDIS_URL");
-            return None;
-        };
-        static N: AtomicU64 = AtomicU64::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let prefix = format!(
-            "watchpost-test:rl:{}:{nanos}:{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        Some(Self { url, prefix })
-    }
-
+impl Limiters for Redis {
     fn limiter(&self, quota: &str) -> RedisRateLimiter {
         RedisRateLimiter::builder(&self.url, quota.parse().unwrap())
             .prefix(&self.prefix)
@@ -49,33 +31,13 @@ impl Redis {
             .build()
             .unwrap()
     }
-
-    fn conn(&self) -> redis::Connection {
-        redis::Client::open(self.url.as_str())
-            .and_then(|c| c.get_connection_with_timeout(TIMEOUT))
-            .unwrap_or_else(|e| panic!("REDIS_URL is set but Redis is unreachable: {e}"))
-    }
-
-    fn keys(&self) -> Vec<String> {
-        redis::cmd("KEYS")
-            .arg(format!("{}:*", self.prefix))
-            .query(&mut self.conn())
-            .unwrap()
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let keys = self.keys();
-        if !keys.is_empty() {
-            let _: () = redis::cmd("DEL").arg(keys).query(&mut self.conn()).unwrap();
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_share_one_budget_exactly() {
-    let Some(redis) = Redis::get() else { return };
+    let Some(redis) = Redis::get("rl") else {
+        return;
+    };
     let (a, b) = (redis.limiter("10/min"), redis.limiter("10/min"));
     let tasks: Vec<_> = (0..50)
         .map(|i| {
@@ -116,7 +78,9 @@ async fn two_replicas_share_one_budget_exactly() {
 
 #[tokio::test]
 async fn decisions_match_the_in_memory_limiter() {
-    let Some(redis) = Redis::get() else { return };
+    let Some(redis) = Redis::get("rl") else {
+        return;
+    };
     for quota in ["5/min", "3/s burst 4", "2/hour burst 5"] {
         let remote = redis.limiter(quota);
         let local = KeyedRateLimiter::new(quota.parse::<Quota>().unwrap());
@@ -143,19 +107,6 @@ async fn decisions_match_the_in_memory_limiter() {
             }
         }
     }
-}
-
-fn closed_port() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap()
-}
-
-fn lines_about(addr: SocketAddr) -> Vec<String> {
-    logs::captured()
-        .lines()
-        .filter(|l| l.contains(&addr.to_string()))
-        .map(str::to_owned)
-        .collect()
 }
 
 #[tokio::test]
@@ -227,7 +178,9 @@ async fn proxy(addr: SocketAddr, redis: SocketAddr) {
 
 #[tokio::test]
 async fn recovery_is_automatic_and_logged_once() {
-    let Some(redis) = Redis::get() else { return };
+    let Some(redis) = Redis::get("rl") else {
+        return;
+    };
     logs::capture_global();
     let redis_addr: SocketAddr = redis::Client::open(redis.url.as_str())
         .unwrap()

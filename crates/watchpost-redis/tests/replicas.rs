@@ -5,70 +5,28 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::atomic::{AtomicU64, Ordering};
+mod common;
+
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use watchpost::alert::{Alert, Alerter, MemorySink, NotificationKind};
 use watchpost_redis::RedisStore;
 
+use common::Redis;
+
 const HANG: Duration = Duration::from_secs(30);
 
-/// `REDIS_URL` and a key prefix no other test or run uses; the prefix's
-/// keys are deleted when the guard drops.
-struct Redis {
-    url: String,
-    prefix: String,
+trait Stores {
+    fn store(&self) -> RedisStore;
 }
 
-impl Redis {
-    fn get() -> Option<Self> {
-        let Ok(url) = std::env::var("REDIS_URL") else {
-            println!("skipped: set REDIS_URL");
-            return None;
-        };
-        let mut conn = redis::Client::open(url.as_str())
-            .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(5)))
-            .unwrap_or_else(|e| panic!("REDIS_URL is set but Redis is unreachable: {e}"));
-        let _: String = redis::cmd("PING").query(&mut conn).expect("PING");
-        static N: AtomicU64 = AtomicU64::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let prefix = format!(
-            "watchpost-test:{}:{nanos}:{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        Some(Self { url, prefix })
-    }
-
+impl Stores for Redis {
     fn store(&self) -> RedisStore {
         RedisStore::builder(&self.url)
             .prefix(&self.prefix)
             .build()
             .unwrap()
-    }
-
-    fn keys(&self) -> Vec<String> {
-        let client = redis::Client::open(self.url.as_str()).unwrap();
-        let mut conn = client.get_connection().unwrap();
-        redis::cmd("KEYS")
-            .arg(format!("{}:*", self.prefix))
-            .query(&mut conn)
-            .unwrap()
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let keys = self.keys();
-        if !keys.is_empty() {
-            let client = redis::Client::open(self.url.as_str()).unwrap();
-            let mut conn = client.get_connection().unwrap();
-            let _: () = redis::cmd("DEL").arg(keys).query(&mut conn).unwrap();
-        }
     }
 }
 
@@ -88,7 +46,9 @@ fn replica(redis: &Redis, window: Duration) -> (Alerter, MemorySink) {
 /// `flush` below): the store still works, on the delivery thread's runtime.
 #[tokio::test]
 async fn two_replicas_send_one_alert_and_count_the_other() {
-    let Some(redis) = Redis::get() else { return };
+    let Some(redis) = Redis::get("store") else {
+        return;
+    };
     let window = Duration::from_millis(800);
     let (a, sink_a) = replica(&redis, window);
     let (b, sink_b) = replica(&redis, window);
@@ -112,7 +72,9 @@ async fn two_replicas_send_one_alert_and_count_the_other() {
 
 #[test]
 fn two_replicas_send_one_firing_and_one_resolved() {
-    let Some(redis) = Redis::get() else { return };
+    let Some(redis) = Redis::get("store") else {
+        return;
+    };
     let (a, sink_a) = replica(&redis, Duration::from_secs(300));
     let (b, sink_b) = replica(&redis, Duration::from_secs(300));
 
@@ -143,7 +105,9 @@ fn two_replicas_send_one_firing_and_one_resolved() {
 
 #[test]
 fn keys_expire_and_long_keys_are_bounded() {
-    let Some(redis) = Redis::get() else { return };
+    let Some(redis) = Redis::get("store") else {
+        return;
+    };
     let (a, _sink) = replica(&redis, Duration::from_secs(60));
     let long = "x".repeat(10_000);
     a.send(Alert::error("long").key(long.clone()));
