@@ -7,10 +7,11 @@
 //! - `UPSTREAM_URL`: adds a readiness check named `upstream` that GETs this
 //!   URL. Point it at a closed port and `/readyz` answers 503 while `/livez`
 //!   stays 200; the body never shows the address.
-//! - `REDIS_URL`: dedupe and incidents shared through Redis (key prefix
-//!   `WATCHPOST_REDIS_PREFIX`, default `watchpost`), so two quickstarts
-//!   send one message for the same panic. Rate limits stay per process
-//!   for now.
+//! - `REDIS_URL`: dedupe, incidents and rate limits shared through Redis
+//!   (key prefix `WATCHPOST_REDIS_PREFIX`, default `watchpost`): two
+//!   quickstarts send one message for the same panic and give a client one
+//!   `RATE_LIMIT` between them. Redis down: requests still pass, alerts
+//!   still go out, and one "Shared state unavailable" alert says so.
 //! - `DATABASE_URL`: adds a readiness check named `postgres`: a query
 //!   through an sqlx pool (connected lazily, so the service starts while
 //!   Postgres is down, and `/readyz/postgres` answers 503 until it is up).
@@ -45,7 +46,7 @@ use watchpost::health::HealthChecks;
 use watchpost::monitor::HttpMonitor;
 use watchpost::ratelimit::{Quota, RateLimiter};
 use watchpost_axum::{CatchPanicLayer, HttpMonitorLayer, RateLimitLayer};
-use watchpost_redis::{Availability, RedisStore};
+use watchpost_redis::{Availability, RedisRateLimiter, RedisStore};
 
 #[tokio::main]
 pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -67,28 +68,19 @@ pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Alerts: Telegram and webhooks from the environment, the log if none.
     // Deduplicated, delivered by their own thread; never block a request.
     let mut alerts = AlerterBuilder::from_env()?;
-    // With REDIS_URL, replicas share dedupe and incidents: one message per
-    // alert, not one per replica. Redis down: each replica dedupes alone,
-    // and one "shared state unavailable" incident says so.
+    // With REDIS_URL, replicas share dedupe and incidents (one message per
+    // alert, not one per replica) and rate limits (below). Redis down:
+    // each replica dedupes alone, requests are allowed, and one "shared
+    // state unavailable" incident says so.
     let weak: Arc<OnceLock<WeakAlerter>> = Arc::default();
-    if let Some(url) = non_empty_var("REDIS_URL") {
+    let redis = non_empty_var("REDIS_URL").map(|url| {
         let prefix = non_empty_var("WATCHPOST_REDIS_PREFIX").unwrap_or_else(|| "watchpost".into());
-        let slot = weak.clone();
-        let store = RedisStore::builder(url.trim())
-            .prefix(prefix.trim())
-            .on_change(move |change| {
-                let Some(alerter) = slot.get().and_then(WeakAlerter::upgrade) else {
-                    return;
-                };
-                match change {
-                    Availability::Unavailable => alerter.fire(
-                        "watchpost-redis",
-                        Alert::warning("Shared alert state unavailable")
-                            .detail("Redis is unreachable: alerts are deduplicated per replica"),
-                    ),
-                    _ => alerter.resolve("watchpost-redis"),
-                }
-            })
+        (url.trim().to_owned(), prefix.trim().to_owned())
+    });
+    if let Some((url, prefix)) = &redis {
+        let store = RedisStore::builder(url)
+            .prefix(prefix)
+            .on_change(shared_state_alert(weak.clone()))
             .build()
             .map_err(|e| format!("REDIS_URL: {e}"))?;
         alerts = alerts.store(Arc::new(store));
@@ -132,7 +124,16 @@ pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_else(|_| "120/min".to_owned())
         .parse()
         .map_err(|e| format!("RATE_LIMIT: {e}"))?;
-    let limiter = RateLimiter::per_ip(quota).exempt_health(&health);
+    let mut limiter = RateLimiter::per_ip(quota).exempt_health(&health);
+    if let Some((url, prefix)) = &redis {
+        // One budget per client across every replica.
+        let shared = RedisRateLimiter::builder(url, quota)
+            .prefix(prefix)
+            .on_change(shared_state_alert(weak.clone()))
+            .build()
+            .map_err(|e| format!("REDIS_URL: {e}"))?;
+        limiter = limiter.store(shared);
+    }
 
     // The 5xx rate and slow requests, per matched route: one incident when
     // 5% of the last minute's requests (20 at least) fail.
@@ -181,6 +182,29 @@ pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("shut down cleanly");
     Ok(())
+}
+
+/// Fires one "shared state unavailable" incident while Redis is away (the
+/// alert store and the rate limiter both report to it), resolved when it
+/// is back. A weak handle: the alerter holds the store, which holds this.
+fn shared_state_alert(
+    alerter: Arc<OnceLock<WeakAlerter>>,
+) -> impl Fn(Availability) + Send + Sync + 'static {
+    move |change| {
+        let Some(alerter) = alerter.get().and_then(WeakAlerter::upgrade) else {
+            return;
+        };
+        match change {
+            Availability::Unavailable => alerter.fire(
+                "watchpost-redis",
+                Alert::warning("Shared state unavailable").detail(
+                    "Redis is unreachable: alerts are deduplicated per replica, \
+                     and rate limits are not enforced until it is back",
+                ),
+            ),
+            _ => alerter.resolve("watchpost-redis"),
+        }
+    }
 }
 
 /// An environment variable, if set to something other than blanks.

@@ -12,7 +12,7 @@ use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::{Error, HttpMessage, HttpResponse};
 use futures_util::future::LocalBoxFuture;
 use watchpost::client_ip::Headers;
-use watchpost::ratelimit::{Outcome, RateLimitRequest, RateLimiter};
+use watchpost::ratelimit::{Check, Outcome, RateLimitRequest, RateLimiter};
 
 /// Applies a [`RateLimiter`] with `App::wrap`: 429 with `Retry-After` and the
 /// IETF `RateLimit` headers when a client is over quota, the quota headers
@@ -103,43 +103,65 @@ where
     forward_ready!(service);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
-        let outcome = self.limiter.check_request(&RateLimitRequest::new(
+        let check = self.limiter.check_request(&RateLimitRequest::new(
             req.method().as_str(),
             req.path(),
             req.peer_addr().map(|addr| addr.ip()),
             &ActixHeaders(req.headers()),
         ));
-        if let Some(ip) = outcome.client_ip() {
+        if let Some(ip) = check.client_ip() {
             req.extensions_mut().insert(ResolvedClientIp(ip));
         }
-        if outcome.is_rejected() {
-            let accept = req.headers().get(header::ACCEPT).map(HeaderValue::as_bytes);
-            let (content_type, body) = outcome.rejection_body(accept);
-            let mut response = HttpResponse::TooManyRequests();
-            response.insert_header((header::CONTENT_TYPE, content_type));
-            response.insert_header((header::CACHE_CONTROL, "no-store"));
-            let mut response = response.body(body);
-            insert_headers(response.headers_mut(), &outcome);
-            let response = req.into_response(response).map_into_right_body();
-            return Box::pin(ready(Ok(response)));
+        match check {
+            Check::Ready(outcome) => decided(&self.service, req, outcome),
+            // Counts in a shared store (Redis): wait for its decision.
+            Check::Pending(check) => {
+                let service = self.service.clone();
+                Box::pin(async move { decided(&service, req, check.await).await })
+            }
         }
-        let future = self.service.call(req);
-        Box::pin(async move {
-            let mut response = match future.await {
-                Ok(response) => response,
-                Err(error) => {
-                    // An error (a caught panic, a handler's `Err`) becomes a
-                    // response further out; give it the headers now, as the
-                    // tower layer does for every response.
-                    let mut response = error.error_response();
-                    insert_headers(response.headers_mut(), &outcome);
-                    return Err(InternalError::from_response(error, response).into());
-                }
-            };
-            insert_headers(response.headers_mut(), &outcome);
-            Ok(response.map_into_left_body())
-        })
     }
+}
+
+/// The 429, or the inner service's call with the quota headers, once
+/// `outcome` is known.
+fn decided<S, B>(
+    service: &Rc<S>,
+    req: ServiceRequest,
+    outcome: Outcome,
+) -> LocalBoxFuture<'static, Result<ServiceResponse<EitherBody<B>>, Error>>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    S::Future: 'static,
+    B: 'static,
+{
+    if outcome.is_rejected() {
+        let accept = req.headers().get(header::ACCEPT).map(HeaderValue::as_bytes);
+        let (content_type, body) = outcome.rejection_body(accept);
+        let mut response = HttpResponse::TooManyRequests();
+        response.insert_header((header::CONTENT_TYPE, content_type));
+        response.insert_header((header::CACHE_CONTROL, "no-store"));
+        let mut response = response.body(body);
+        insert_headers(response.headers_mut(), &outcome);
+        let response = req.into_response(response).map_into_right_body();
+        return Box::pin(ready(Ok(response)));
+    }
+    let future = service.call(req);
+    Box::pin(async move {
+        let mut response = match future.await {
+            Ok(response) => response,
+            Err(error) => {
+                // An error (a caught panic, a handler's `Err`) becomes a
+                // response further out; give it the headers now, as the
+                // tower layer does for every response.
+                let mut response = error.error_response();
+                insert_headers(response.headers_mut(), &outcome);
+                return Err(InternalError::from_response(error, response).into());
+            }
+        };
+        insert_headers(response.headers_mut(), &outcome);
+        Ok(response.map_into_left_body())
+    })
 }
 
 fn insert_headers(headers: &mut HeaderMap, outcome: &Outcome) {

@@ -50,14 +50,21 @@ async fn health_probes_conform() {
     .await;
 }
 
+/// The app every rate-limiting run mounts.
+async fn rate_limited(fixture: watchpost_testkit::rate_limit::Fixture) -> impl Harness {
+    let app = App::new()
+        .configure(watchpost_actix::configure(fixture.health))
+        .default_service(web::to(|| async { "ok" }))
+        .wrap(watchpost_actix::RateLimit::new(fixture.limiter));
+    Actix(test::init_service(app).await)
+}
+
 #[actix_web::test]
 async fn rate_limiting_conforms() {
-    watchpost_testkit::rate_limit::run(|fixture| async move {
-        let app = App::new()
-            .configure(watchpost_actix::configure(fixture.health))
-            .default_service(web::to(|| async { "ok" }))
-            .wrap(watchpost_actix::RateLimit::new(fixture.limiter));
-        Actix(test::init_service(app).await)
-    })
-    .await;
+    watchpost_testkit::rate_limit::run(rate_limited).await;
+}
+
+#[actix_web::test]
+async fn rate_limiting_through_a_shared_store_conforms() {
+    watchpost_testkit::rate_limit::run_shared(rate_limited).await;
 }

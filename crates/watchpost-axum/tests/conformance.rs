@@ -68,16 +68,23 @@ async fn health_probes_conform() {
     .await;
 }
 
+/// The app every rate-limiting run mounts.
+async fn rate_limited(fixture: watchpost_testkit::rate_limit::Fixture) -> impl Harness {
+    let app = Router::new()
+        .fallback(|| async { "ok" })
+        .merge(watchpost_axum::routes(fixture.health))
+        .layer(RateLimitLayer::new(fixture.limiter));
+    Axum(app)
+}
+
 #[tokio::test]
 async fn rate_limiting_conforms() {
-    watchpost_testkit::rate_limit::run(|fixture| async move {
-        let app = Router::new()
-            .fallback(|| async { "ok" })
-            .merge(watchpost_axum::routes(fixture.health))
-            .layer(RateLimitLayer::new(fixture.limiter));
-        Axum(app)
-    })
-    .await;
+    watchpost_testkit::rate_limit::run(rate_limited).await;
+}
+
+#[tokio::test]
+async fn rate_limiting_through_a_shared_store_conforms() {
+    watchpost_testkit::rate_limit::run_shared(rate_limited).await;
 }
 
 #[tokio::test]

@@ -5,7 +5,8 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -14,6 +15,36 @@ use redis::{Client, RedisResult};
 use crate::BuildError;
 
 pub(crate) const LOG_TARGET: &str = "watchpost_redis";
+
+/// A change in whether a [`RedisStore`](crate::RedisStore) or a
+/// [`RedisRateLimiter`](crate::RedisRateLimiter) reaches Redis, passed to
+/// its `on_change` callback
+/// ([store](crate::RedisStoreBuilder::on_change),
+/// [limiter](crate::RedisRateLimiterBuilder::on_change)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Availability {
+    /// Redis stopped answering: the store now dedupes in this process
+    /// only; the limiter fails open (or closed).
+    Unavailable,
+    /// Redis answers again, after an outage this long.
+    Recovered {
+        /// How long Redis was unavailable.
+        after: Duration,
+    },
+}
+
+pub(crate) type OnChange = Arc<dyn Fn(Availability) + Send + Sync>;
+
+/// Calls the `on_change` callback, if any; a panic in it is logged, not
+/// propagated.
+pub(crate) fn notify(on_change: Option<&OnChange>, change: Availability) {
+    if let Some(f) = on_change {
+        if std::panic::catch_unwind(AssertUnwindSafe(|| f(change))).is_err() {
+            tracing::error!(target: LOG_TARGET, "the on_change callback panicked");
+        }
+    }
+}
 
 /// First wait before trying Redis again after a failure; doubles up to
 /// [`MAX_RETRY`].

@@ -75,5 +75,6 @@ mod keys;
 mod ratelimit;
 mod store;
 
+pub use conn::Availability;
 pub use ratelimit::{RedisRateLimiter, RedisRateLimiterBuilder};
-pub use store::{Availability, BuildError, RedisStore, RedisStoreBuilder};
+pub use store::{BuildError, RedisStore, RedisStoreBuilder};

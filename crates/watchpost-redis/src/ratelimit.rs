@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::{Client, Script};
-use watchpost::ratelimit::{Decision, Quota};
+use watchpost::ratelimit::{Decision, DecisionFuture, Quota, RateLimitStore};
 
-use crate::conn::{Answer, Conn, LOG_TARGET};
+use crate::conn::{notify, Answer, Availability, Conn, OnChange, LOG_TARGET};
 use crate::keys::redis_key;
 use crate::BuildError;
 
@@ -106,6 +106,7 @@ struct Inner {
     prefix: String,
     quota: Quota,
     fail_closed: bool,
+    on_change: Option<OnChange>,
     gcra: Script,
 }
 
@@ -142,13 +143,23 @@ impl RedisRateLimiter {
     /// [`fail_closed`](RedisRateLimiterBuilder::fail_closed) (see the type's
     /// docs). Takes at most the [timeout](RedisRateLimiterBuilder::timeout).
     pub async fn check(&self, key: &str) -> Decision {
+        self.check_quota(key, self.inner.quota).await
+    }
+
+    /// Counts one request for `key` against `quota` instead of the
+    /// limiter's own (what a [`RateLimiter`](watchpost::ratelimit::RateLimiter)
+    /// with per-route quotas does through [`RateLimitStore`]).
+    ///
+    /// A key's state is its GCRA time, which doesn't record the quota: use
+    /// one quota per key.
+    pub async fn check_quota(&self, key: &str, quota: Quota) -> Decision {
         let inner = &*self.inner;
         let redis_key = redis_key(&inner.prefix, "rl", key);
-        let interval = inner.quota.replenish_interval();
+        let interval = quota.replenish_interval();
         let t = u64::try_from(interval.as_micros())
             .unwrap_or(u64::MAX)
             .max(1);
-        let limit = inner.quota.burst_size().get();
+        let limit = quota.burst_size().get();
         let answer = inner
             .conn
             .run(|mut conn| async move {
@@ -167,8 +178,9 @@ impl RedisRateLimiter {
                         "rate limiting shared through redis again (redis {addr}) after {}s",
                         after.as_secs()
                     );
+                    notify(inner.on_change.as_ref(), Availability::Recovered { after });
                 }
-                decision(inner.quota, value)
+                decision(quota, value)
             }
             Answer::Down { started } => {
                 if let Some(reason) = started {
@@ -184,14 +196,14 @@ impl RedisRateLimiter {
                         "shared rate limiting unavailable (redis {addr}: {reason}); \
                          {mode} until it is back",
                     );
+                    notify(inner.on_change.as_ref(), Availability::Unavailable);
                 }
-                self.fallback()
+                self.fallback(quota)
             }
         }
     }
 
-    fn fallback(&self) -> Decision {
-        let quota = self.inner.quota;
+    fn fallback(&self, quota: Quota) -> Decision {
         let limit = quota.burst_size().get();
         if self.inner.fail_closed {
             Decision::new(false, limit, 0, CLOSED_RETRY, Some(CLOSED_RETRY))
@@ -208,6 +220,35 @@ impl RedisRateLimiter {
     /// Whether the last check reached Redis (`true` before the first).
     pub fn is_available(&self) -> bool {
         self.inner.conn.is_available()
+    }
+}
+
+/// The shared counts of a [`RateLimiter`](watchpost::ratelimit::RateLimiter),
+/// through [`RateLimiter::store`](watchpost::ratelimit::RateLimiter::store):
+/// every replica's HTTP rate limiting (tower, axum, actix-web) then shares
+/// one budget per client and route. The quota of each check is the
+/// `RateLimiter`'s rule for the path (this limiter's own quota is not used),
+/// and the keys are `{prefix}:rl:{rule}:{client}`.
+///
+/// ```no_run
+/// use watchpost::ratelimit::{Quota, RateLimiter};
+/// use watchpost_redis::RedisRateLimiter;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let quota: Quota = "120/min".parse()?;
+/// let redis = RedisRateLimiter::builder(&std::env::var("REDIS_URL")?, quota)
+///     .prefix("checkout-api")
+///     .build()?;
+/// let limiter = RateLimiter::per_ip(quota)
+///     .route("/api/chat", "10/min".parse()?)
+///     .store(redis); // then `RateLimitLayer::new(limiter)` as usual
+/// # let _ = limiter; Ok(()) }
+/// ```
+impl RateLimitStore for RedisRateLimiter {
+    fn check(&self, key: &str, quota: Quota) -> DecisionFuture {
+        let this = self.clone();
+        let key = key.to_owned();
+        Box::pin(async move { this.check_quota(&key, quota).await })
     }
 }
 
@@ -260,6 +301,7 @@ pub struct RedisRateLimiterBuilder {
     prefix: String,
     timeout: Duration,
     fail_closed: bool,
+    on_change: Option<OnChange>,
 }
 
 impl fmt::Debug for RedisRateLimiterBuilder {
@@ -276,6 +318,7 @@ impl fmt::Debug for RedisRateLimiterBuilder {
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
             .field("fail_closed", &self.fail_closed)
+            .field("on_change", &self.on_change.as_ref().map(|_| "set"))
             .finish()
     }
 }
@@ -288,6 +331,7 @@ impl RedisRateLimiterBuilder {
             prefix: "watchpost".to_owned(),
             timeout: Duration::from_millis(250),
             fail_closed: false,
+            on_change: None,
         }
     }
 
@@ -314,6 +358,16 @@ impl RedisRateLimiterBuilder {
         self
     }
 
+    /// Called when Redis becomes unavailable and when it recovers, once per
+    /// change (not per check), on the thread of the check that noticed.
+    /// Keep it quick: a request is waiting. Raising an alert with
+    /// [`Alerter::fire`](watchpost::alert::Alerter::fire) is fine (it never
+    /// blocks); see the [crate docs](crate).
+    pub fn on_change(mut self, f: impl Fn(Availability) + Send + Sync + 'static) -> Self {
+        self.on_change = Some(Arc::new(f));
+        self
+    }
+
     /// Builds the limiter. Doesn't connect.
     ///
     /// # Errors
@@ -330,6 +384,7 @@ impl RedisRateLimiterBuilder {
                 prefix: self.prefix,
                 quota: self.quota,
                 fail_closed: self.fail_closed,
+                on_change: self.on_change,
                 gcra: Script::new(GCRA),
             }),
         })

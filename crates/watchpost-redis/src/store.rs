@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -12,7 +11,7 @@ use redis::aio::ConnectionManager;
 use redis::{Client, RedisResult, Script};
 use watchpost::alert::{AlertStore, Claim, MemoryStore, StoreFuture};
 
-use crate::conn::{Answer, Conn, LOG_TARGET};
+use crate::conn::{notify, Answer, Availability, Conn, OnChange, LOG_TARGET};
 use crate::keys::redis_key;
 
 /// Deliver (returns the suppressed count) or count (returns -1), atomically.
@@ -46,20 +45,6 @@ return 0
 /// Incidents closed during an outage, deleted from Redis on recovery.
 const MAX_PENDING_CLOSES: usize = 10_000;
 
-/// A change in whether a [`RedisStore`] reaches Redis, passed to the
-/// [`on_change`](RedisStoreBuilder::on_change) callback.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Availability {
-    /// Redis stopped answering: the store now dedupes in this process only.
-    Unavailable,
-    /// Redis answers again, after an outage this long.
-    Recovered {
-        /// How long Redis was unavailable.
-        after: Duration,
-    },
-}
-
 /// Why a [`RedisStoreBuilder`] or a
 /// [`RedisRateLimiterBuilder`](crate::RedisRateLimiterBuilder) could not
 /// build.
@@ -91,8 +76,6 @@ impl fmt::Display for BuildError {
 }
 
 impl std::error::Error for BuildError {}
-
-type OnChange = Arc<dyn Fn(Availability) + Send + Sync>;
 
 /// An [`AlertStore`] on Redis: N replicas of a service send one message
 /// per alert (per dedupe window) and one firing/resolved pair per incident.
@@ -373,11 +356,7 @@ impl Inner {
     }
 
     fn notify(&self, change: Availability) {
-        if let Some(f) = &self.on_change {
-            if std::panic::catch_unwind(AssertUnwindSafe(|| f(change))).is_err() {
-                tracing::error!(target: LOG_TARGET, "the on_change callback panicked");
-            }
-        }
+        notify(self.on_change.as_ref(), change);
     }
 }
 

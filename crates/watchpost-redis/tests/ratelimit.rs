@@ -7,11 +7,14 @@
 
 mod common;
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use watchpost::ratelimit::{KeyedRateLimiter, Quota};
-use watchpost_redis::RedisRateLimiter;
+use std::sync::{Arc, Mutex};
+use watchpost::ratelimit::{KeyedRateLimiter, Quota, RateLimitRequest, RateLimiter};
+
+use watchpost_redis::{Availability, RedisRateLimiter};
 
 use common::{closed_port, lines_about, Redis};
 use watchpost_testkit::logs;
@@ -109,6 +112,45 @@ async fn decisions_match_the_in_memory_limiter() {
     }
 }
 
+/// Two replicas' HTTP limiters (the policy every adapter applies) on one
+/// Redis: per-route budgets shared exactly, keys `{prefix}:rl:{rule}:{ip}`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_limiters_share_each_route_budget_through_a_store() {
+    let Some(redis) = Redis::get("rl") else {
+        return;
+    };
+    let replica = || {
+        RateLimiter::per_ip("5/min".parse().unwrap())
+            .route("/api/chat", "2/min".parse().unwrap())
+            .store(redis.limiter("5/min"))
+    };
+    let (a, b) = (replica(), replica());
+    let headers = http::HeaderMap::new();
+    let peer: IpAddr = "203.0.113.9".parse().unwrap();
+    let mut allowed = HashMap::<&str, usize>::new();
+    for i in 0..12 {
+        for path in ["/", "/api/chat/stream"] {
+            let limiter = if i % 2 == 0 { &a } else { &b };
+            let outcome = limiter
+                .check_request(&RateLimitRequest::new("GET", path, Some(peer), &headers))
+                .await;
+            *allowed.entry(path).or_default() += usize::from(!outcome.is_rejected());
+            if outcome.is_rejected() {
+                let retry = outcome.headers().find(|(h, _)| h.as_str() == "retry-after");
+                assert!(retry.is_some(), "{path}");
+            }
+        }
+    }
+    assert_eq!(allowed["/"], 5, "one budget across both replicas");
+    assert_eq!(allowed["/api/chat/stream"], 2, "the route's own budget");
+    let mut conn = redis.conn();
+    for rule in ["default", "/api/chat"] {
+        let key = format!("{}:rl:{rule}:203.0.113.9", redis.prefix);
+        let exists: bool = redis::cmd("EXISTS").arg(&key).query(&mut conn).unwrap();
+        assert!(exists, "{key}");
+    }
+}
+
 #[tokio::test]
 async fn redis_down_fails_open_with_one_warning() {
     logs::capture_global();
@@ -191,9 +233,12 @@ async fn recovery_is_automatic_and_logged_once() {
         .expect("REDIS_URL with an IP address");
     // The proxy has no password to forward, so test without one.
     let addr = closed_port();
+    let changes: Arc<Mutex<Vec<Availability>>> = Arc::default();
+    let seen = changes.clone();
     let limiter = RedisRateLimiter::builder(&format!("redis://{addr}"), "3/min".parse().unwrap())
         .prefix(&redis.prefix)
         .timeout(TIMEOUT)
+        .on_change(move |change| seen.lock().unwrap().push(change))
         .build()
         .unwrap();
     assert!(limiter.check("client").await.allowed);
@@ -224,4 +269,9 @@ async fn recovery_is_automatic_and_logged_once() {
         1,
         "{lines:#?}"
     );
+    // The callback heard of each change once: down, then back.
+    let changes = changes.lock().unwrap().clone();
+    assert_eq!(changes.len(), 2, "{changes:?}");
+    assert_eq!(changes[0], Availability::Unavailable);
+    assert!(matches!(changes[1], Availability::Recovered { .. }));
 }

@@ -3,15 +3,21 @@
 //! Every adapter mounts the same app: a handler answering `ok` to any
 //! method on `/` and `/api/chat`, the health probes, all under the rate
 //! limiter of [`fixture`]. The same sequence of requests (on a fake clock)
-//! must get the same statuses, headers and bodies everywhere.
+//! must get the same statuses, headers and bodies everywhere, with the
+//! counts in memory ([`run`]) or in an asynchronous shared store
+//! ([`run_shared`], the path a Redis-backed limiter takes).
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use watchpost::checks::fn_check;
 use watchpost::health::HealthChecks;
-use watchpost::ratelimit::{FakeClock, RateLimiter};
+use watchpost::ratelimit::{
+    DecisionFuture, FakeClock, KeyedRateLimiter, Quota, RateLimitStore, RateLimiter,
+};
 
 use crate::{Harness, TestRequest, TestResponse};
 
@@ -41,6 +47,61 @@ pub fn fixture() -> Fixture {
         limiter,
         health,
         clock,
+    }
+}
+
+/// The fixture with its limiter's counts in a [`SlowStore`] on the
+/// fixture's clock, and the store.
+pub fn shared_fixture() -> (Fixture, SlowStore) {
+    let mut fixture = fixture();
+    let store = SlowStore::new(fixture.clock.clone());
+    fixture.limiter = fixture.limiter.store(store.clone());
+    (fixture, store)
+}
+
+/// A [`RateLimitStore`] that counts in memory (GCRA on a [`FakeClock`],
+/// one limiter per quota) and answers only after yielding to the runtime,
+/// as a store across the network would: adapters must wait for it, and
+/// answer exactly as they do in memory.
+#[derive(Clone, Debug)]
+pub struct SlowStore {
+    clock: FakeClock,
+    limiters: Arc<Mutex<HashMap<Quota, KeyedRateLimiter<String>>>>,
+    checks: Arc<Mutex<u64>>,
+}
+
+impl SlowStore {
+    /// An empty store on `clock`.
+    pub fn new(clock: FakeClock) -> Self {
+        Self {
+            clock,
+            limiters: Arc::default(),
+            checks: Arc::default(),
+        }
+    }
+
+    /// How many checks it has answered.
+    pub fn checks(&self) -> u64 {
+        *self.checks.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl RateLimitStore for SlowStore {
+    fn check(&self, key: &str, quota: Quota) -> DecisionFuture {
+        let limiter = self
+            .limiters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(quota)
+            .or_insert_with(|| KeyedRateLimiter::new(quota).clock(self.clock.clone()))
+            .clone();
+        let (key, checks) = (key.to_owned(), self.checks.clone());
+        Box::pin(async move {
+            // Suspends once, so an adapter that doesn't wait is caught.
+            tokio::task::yield_now().await;
+            *checks.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+            limiter.check(&key)
+        })
     }
 }
 
@@ -217,9 +278,36 @@ where
     Fut: Future<Output = H>,
     H: Harness,
 {
-    let fixture = fixture();
+    let _counted = run_on(fixture(), make).await;
+}
+
+/// Runs the same sequence with the counts in a [`SlowStore`]
+/// ([`shared_fixture`]): every answer must be the same as in memory.
+pub async fn run_shared<F, Fut, H>(make: F)
+where
+    F: FnOnce(Fixture) -> Fut,
+    Fut: Future<Output = H>,
+    H: Harness,
+{
+    let (fixture, store) = shared_fixture();
+    let counted = run_on(fixture, make).await;
+    assert_eq!(
+        store.checks(),
+        counted,
+        "every counted request asks the store once"
+    );
+}
+
+/// Returns how many requests were counted.
+async fn run_on<F, Fut, H>(fixture: Fixture, make: F) -> u64
+where
+    F: FnOnce(Fixture) -> Fut,
+    Fut: Future<Output = H>,
+    H: Harness,
+{
     let clock = fixture.clock.clone();
     let harness = make(fixture).await;
+    let mut counted = 0;
     for (i, step) in steps().into_iter().enumerate() {
         let expect = match step {
             Step::Advance(by) => {
@@ -242,7 +330,9 @@ where
         };
         let got = harness.call(request).await;
         check(i, &expect, &got);
+        counted += u64::from(!expect.response_headers.contains(&("ratelimit", None)));
     }
+    counted
 }
 
 fn check(i: usize, expect: &Expect, got: &TestResponse) {

@@ -13,7 +13,9 @@ use http::{Extensions, Request, Response, StatusCode};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
-use watchpost::ratelimit::{Outcome, RateLimitHeader, RateLimitRequest, RateLimiter};
+use watchpost::ratelimit::{
+    Check, CheckFuture, Outcome, RateLimitHeader, RateLimitRequest, RateLimiter,
+};
 
 /// Finds the TCP peer's address in a request's extensions.
 ///
@@ -134,15 +136,21 @@ impl<S, P> RateLimit<S, P> {
 /// The 429 body is built with `ResBody::from(Bytes)` (axum's `Body`,
 /// `Full<Bytes>` and most body types have it), so responses keep the inner
 /// service's body type: nothing is wrapped or boxed on the way out.
+///
+/// With a limiter whose counts live in a
+/// [`store`](RateLimiter::store) (Redis), the request waits for the store's
+/// decision before the inner service is called; the inner service is
+/// cloned for that (hence `S: Clone`, as in tower's other asynchronous
+/// middleware), and the one that was made ready is the one called.
 impl<S, P, ReqBody, ResBody> Service<Request<ReqBody>> for RateLimit<S, P>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
     ResBody: From<Bytes>,
     P: PeerAddr,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future, ResBody>;
+    type Future = ResponseFuture<S, Request<ReqBody>, S::Future, ResBody>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -150,29 +158,50 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let peer = self.peer.peer_addr(req.extensions());
-        let outcome = self.limiter.check_request(&RateLimitRequest::new(
+        let check = self.limiter.check_request(&RateLimitRequest::new(
             req.method().as_str(),
             req.uri().path(),
             peer,
             req.headers(),
         ));
-        if let Some(ip) = outcome.client_ip() {
+        if let Some(ip) = check.client_ip() {
             req.extensions_mut().insert(ResolvedClientIp(ip));
         }
-        if outcome.is_rejected() {
-            let accept = req.headers().get(ACCEPT).map(HeaderValue::as_bytes);
-            return ResponseFuture {
-                kind: FutureKind::Rejected {
-                    response: Some(rejection(&outcome, accept)),
-                },
-            };
-        }
-        ResponseFuture {
-            kind: FutureKind::Inner {
-                future: self.inner.call(req),
-                outcome: Some(outcome),
-            },
-        }
+        let kind = match check {
+            Check::Ready(outcome) => decided(&mut self.inner, req, outcome),
+            Check::Pending(check) => {
+                // Take the service `poll_ready` prepared; leave a clone.
+                let clone = self.inner.clone();
+                let service = std::mem::replace(&mut self.inner, clone);
+                FutureKind::Waiting {
+                    check,
+                    waiting: Some((service, req)),
+                }
+            }
+        };
+        ResponseFuture { kind }
+    }
+}
+
+/// The 429, or the inner service's call, once `outcome` is known.
+fn decided<S, ReqBody, ResBody>(
+    service: &mut S,
+    req: Request<ReqBody>,
+    outcome: Outcome,
+) -> FutureKind<S, Request<ReqBody>, S::Future, ResBody>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: From<Bytes>,
+{
+    if outcome.is_rejected() {
+        let accept = req.headers().get(ACCEPT).map(HeaderValue::as_bytes);
+        return FutureKind::Rejected {
+            response: Some(rejection(&outcome, accept)),
+        };
+    }
+    FutureKind::Inner {
+        future: service.call(req),
+        outcome: Some(outcome),
     }
 }
 
@@ -215,36 +244,51 @@ fn rejection<B: From<Bytes>>(outcome: &Outcome, accept: Option<&[u8]>) -> Respon
 }
 
 pin_project! {
-    /// Response future of [`RateLimit`].
-    pub struct ResponseFuture<F, B> {
+    /// Response future of [`RateLimit`]: the inner service `S` and request
+    /// `R` wait here while a shared store decides; `F` is the inner future.
+    pub struct ResponseFuture<S, R, F, B> {
         #[pin]
-        kind: FutureKind<F, B>,
+        kind: FutureKind<S, R, F, B>,
     }
 }
 
 pin_project! {
     #[project = FutureProj]
-    enum FutureKind<F, B> {
+    enum FutureKind<S, R, F, B> {
         // Over quota: the 429, ready.
         Rejected { response: Option<Response<B>> },
+        // The store is deciding; then `Rejected` or `Inner`.
+        Waiting { check: CheckFuture, waiting: Option<(S, R)> },
         // Allowed: the inner service's future, then the quota headers.
         Inner { #[pin] future: F, outcome: Option<Outcome> },
     }
 }
 
-impl<F, B> fmt::Debug for ResponseFuture<F, B> {
+impl<S, R, F, B> fmt::Debug for ResponseFuture<S, R, F, B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }
 }
 
-impl<F, B, E> Future for ResponseFuture<F, B>
+impl<S, ReqBody, B, E> Future for ResponseFuture<S, Request<ReqBody>, S::Future, B>
 where
-    F: Future<Output = Result<Response<B>, E>>,
+    S: Service<Request<ReqBody>, Response = Response<B>, Error = E>,
+    B: From<Bytes>,
 {
     type Output = Result<Response<B>, E>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let FutureProj::Waiting { check, waiting } = self.as_mut().project().kind.project() {
+            let outcome = match Pin::new(check).poll(cx) {
+                Poll::Ready(outcome) => outcome,
+                Poll::Pending => return Poll::Pending,
+            };
+            let Some((mut service, req)) = waiting.take() else {
+                return Poll::Pending;
+            };
+            let next = decided(&mut service, req, outcome);
+            self.as_mut().project().kind.set(next);
+        }
         match self.project().kind.project() {
             FutureProj::Rejected { response } => match response.take() {
                 Some(response) => Poll::Ready(Ok(response)),
@@ -261,6 +305,8 @@ where
                 }
                 Poll::Ready(Ok(response))
             }
+            // Left above, once the store has answered.
+            FutureProj::Waiting { .. } => Poll::Pending,
         }
     }
 }

@@ -56,22 +56,29 @@ async fn health_probes_conform() {
     watchpost_testkit::health::run(|health| async move { Tower(HealthService::new(health)) }).await;
 }
 
+/// The app every rate-limiting run mounts.
+async fn rate_limited(fixture: watchpost_testkit::rate_limit::Fixture) -> impl Harness {
+    let health = HealthService::new(fixture.health);
+    let app = service_fn(move |req: Request<Empty<Bytes>>| {
+        let health = health.clone();
+        async move {
+            if health.get_ref().is_probe_path(req.uri().path()) {
+                health.oneshot(req).await
+            } else {
+                Ok(Response::new(Full::new(Bytes::from_static(b"ok"))))
+            }
+        }
+    });
+    let svc = RateLimitLayer::<SocketAddrPeer>::new(fixture.limiter).layer(app);
+    Tower(BoxCloneService::new(svc))
+}
+
 #[tokio::test]
 async fn rate_limiting_conforms() {
-    watchpost_testkit::rate_limit::run(|fixture| async move {
-        let health = HealthService::new(fixture.health);
-        let app = service_fn(move |req: Request<Empty<Bytes>>| {
-            let health = health.clone();
-            async move {
-                if health.get_ref().is_probe_path(req.uri().path()) {
-                    health.oneshot(req).await
-                } else {
-                    Ok(Response::new(Full::new(Bytes::from_static(b"ok"))))
-                }
-            }
-        });
-        let svc = RateLimitLayer::<SocketAddrPeer>::new(fixture.limiter).layer(app);
-        Tower(BoxCloneService::new(svc))
-    })
-    .await;
+    watchpost_testkit::rate_limit::run(rate_limited).await;
+}
+
+#[tokio::test]
+async fn rate_limiting_through_a_shared_store_conforms() {
+    watchpost_testkit::rate_limit::run_shared(rate_limited).await;
 }

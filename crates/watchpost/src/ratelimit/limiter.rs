@@ -12,6 +12,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::keyed::{Decision, KeyedRateLimiter};
 use super::quota::Quota;
+use super::shared::{Check, CheckFuture, RateLimitStore};
 use super::store::FakeClock;
 use crate::client_ip::{ClientIpResolver, Headers, IpNet};
 use crate::health::HealthChecks;
@@ -59,14 +60,16 @@ pub enum BodyFormat {
 ///     .exempt("/healthz");
 /// let peer: IpAddr = "203.0.113.7".parse()?;
 /// let headers = http::HeaderMap::new();
+/// // In memory, every check is decided at once (`ready`).
+/// let check = |r: &RateLimitRequest<'_>| limiter.check_request(r).ready().ok_or("pending");
 /// let chat = RateLimitRequest::new("POST", "/api/chat", Some(peer), &headers);
-/// assert!(!limiter.check_request(&chat).is_rejected());
-/// let again = limiter.check_request(&chat);
+/// assert!(!check(&chat)?.is_rejected());
+/// let again = check(&chat)?;
 /// assert!(again.is_rejected());
 /// assert!(again.headers().any(|(name, value)| name.as_str() == "retry-after" && value == "60"));
 /// // "/" has its own, separate budget.
 /// let home = RateLimitRequest::new("GET", "/", Some(peer), &headers);
-/// assert!(!limiter.check_request(&home).is_rejected());
+/// assert!(!check(&home)?.is_rejected());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone)]
@@ -82,6 +85,7 @@ pub struct RateLimiter {
     body: BodyFormat,
     max_keys: Option<usize>,
     clock: Option<FakeClock>,
+    store: Option<Arc<dyn RateLimitStore>>,
     missing_peer_logged: Arc<AtomicBool>,
 }
 
@@ -93,7 +97,11 @@ struct Rule {
 
 /// A quota's name and its precomputed header values.
 #[derive(Debug)]
-struct Policy {
+pub(crate) struct Policy {
+    /// The rule's name (`default` or the route prefix), which a
+    /// [`RateLimitStore`]'s keys start with.
+    name: Box<str>,
+    quota: Quota,
     /// `"name";r=`, the start of the `RateLimit` value.
     rate_prefix: Bytes,
     /// `RateLimit-Policy`.
@@ -116,6 +124,8 @@ impl Policy {
             ceil_secs(quota.window())
         );
         Self {
+            name: name.into(),
+            quota,
             rate_prefix: Bytes::from(format!("\"{quoted}\";r=")),
             header: Bytes::from(header),
             limit: number(u64::from(quota.burst_size().get())),
@@ -141,6 +151,7 @@ impl fmt::Debug for RateLimiter {
             .field("count_options", &self.count_options)
             .field("legacy_headers", &self.legacy_headers)
             .field("body", &self.body)
+            .field("shared", &self.store.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -160,6 +171,7 @@ impl RateLimiter {
             body: BodyFormat::Auto,
             max_keys: None,
             clock: None,
+            store: None,
             missing_peer_logged: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -262,6 +274,32 @@ impl RateLimiter {
         self.rebuild()
     }
 
+    /// Keeps the counts in `store` instead of this process's memory, so
+    /// that every replica using the same store shares one budget per client
+    /// and route: with `watchpost_redis::RedisRateLimiter`, `10/min` means
+    /// ten requests in total across all replicas.
+    ///
+    /// Quotas, routes, exemptions, client resolution, decisions and headers
+    /// stay the same; each counted request waits for the store (one round
+    /// trip), under keys `{rule}:{client}` such as `default:203.0.113.7` or
+    /// `/api/chat:2001:db8:1:2::`. While the store is unreachable it decides
+    /// by its own policy (the Redis limiter allows every request by
+    /// default). [`check`](Self::check), [`len`](Self::len) and
+    /// [`retain_recent`](Self::retain_recent) still concern the unused
+    /// in-memory state.
+    ///
+    /// See [`RateLimitStore`] for an example.
+    #[must_use]
+    pub fn store(mut self, store: impl RateLimitStore) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// Whether counts are kept in a [`store`](Self::store).
+    pub fn is_shared(&self) -> bool {
+        self.store.is_some()
+    }
+
     /// Uses a [`FakeClock`] (for tests). Configure before use.
     #[must_use]
     pub fn clock(mut self, clock: FakeClock) -> Self {
@@ -299,14 +337,20 @@ impl RateLimiter {
         }
     }
 
-    /// Counts one request from `client` against the default quota.
+    /// Counts one request from `client` against the default quota, in this
+    /// process's memory (even with a [`store`](Self::store)).
     pub fn check(&self, client: IpAddr) -> Decision {
         self.default.limiter.check(&self.key_for(client))
     }
 
     /// Resolves the client, picks the quota for the path and counts the
     /// request (unless exempt).
-    pub fn check_request(&self, req: &RateLimitRequest<'_>) -> Outcome {
+    ///
+    /// In memory the [`Check`] is [`Ready`](Check::Ready) at once; with a
+    /// [`store`](Self::store), a counted request is
+    /// [`Pending`](Check::Pending) until the store answers. `.await` it for
+    /// the [`Outcome`] either way.
+    pub fn check_request(&self, req: &RateLimitRequest<'_>) -> Check {
         let Some(peer) = req.peer else {
             if !self.missing_peer_logged.swap(true, Ordering::Relaxed) {
                 tracing::error!(
@@ -314,25 +358,36 @@ impl RateLimiter {
                      (with axum, serve `app.into_make_service_with_connect_info::<SocketAddr>()`)"
                 );
             }
-            return Outcome::not_counted(None, self.body);
+            return Check::Ready(Outcome::not_counted(None, self.body));
         };
         let client = self.resolver.resolve(peer, req.headers);
         if (req.method == "OPTIONS" && !self.count_options)
             || self.exempt.iter().any(|p| path_under(req.path, p))
         {
-            return Outcome::not_counted(Some(client), self.body);
+            return Check::Ready(Outcome::not_counted(Some(client), self.body));
         }
         let rule = self
             .routes
             .iter()
             .find(|(prefix, _)| path_under(req.path, prefix))
             .map_or(&self.default, |(_, rule)| rule);
-        let decision = rule.limiter.check(&self.key_for(client));
-        Outcome {
+        let key = self.key_for(client);
+        let template = Outcome {
             client_ip: Some(client),
-            checked: Some((decision, rule.policy.clone())),
+            checked: None,
             body: self.body,
             legacy_headers: self.legacy_headers,
+        };
+        match &self.store {
+            None => {
+                let decision = rule.limiter.check(&key);
+                Check::Ready(template.counted(decision, rule.policy.clone()))
+            }
+            Some(store) => {
+                let policy = &rule.policy;
+                let decision = store.check(&format!("{}:{key}", policy.name), policy.quota);
+                Check::Pending(CheckFuture::waiting(decision, policy.clone(), template))
+            }
         }
     }
 
@@ -493,6 +548,12 @@ impl Outcome {
             body,
             legacy_headers: false,
         }
+    }
+
+    /// This outcome with `decision` under `policy`.
+    pub(crate) fn counted(mut self, decision: Decision, policy: Arc<Policy>) -> Self {
+        self.checked = Some((decision, policy));
+        self
     }
 
     /// The resolved client address (`None` without a peer address).

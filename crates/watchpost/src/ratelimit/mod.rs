@@ -6,6 +6,9 @@
 //! - [`KeyedRateLimiter`]: GCRA (on governor) for any hashable key, such as
 //!   a user id or an API key, with memory that stays bounded on its own.
 //! - [`Quota`]: `"60/min"`, `"10/s"`, `"5/min burst 10"`, or built in code.
+//! - [`RateLimitStore`]: counts shared by every replica (Redis, with
+//!   `watchpost_redis::RedisRateLimiter`), given with
+//!   [`RateLimiter::store`].
 //!
 //! # Memory
 //!
@@ -31,7 +34,10 @@
 //! let mut headers = http::HeaderMap::new();
 //! headers.insert("x-forwarded-for", "6.6.6.6, 203.0.113.9".parse()?);
 //! let peer: IpAddr = "127.0.0.1".parse()?;
-//! let outcome = limiter.check_request(&RateLimitRequest::new("POST", "/api/chat", Some(peer), &headers));
+//! let outcome = limiter
+//!     .check_request(&RateLimitRequest::new("POST", "/api/chat", Some(peer), &headers))
+//!     .ready() // in memory: decided at once
+//!     .ok_or("pending")?;
 //! assert_eq!(outcome.client_ip(), Some("203.0.113.9".parse()?));
 //! assert_eq!(outcome.decision().map(|d| d.remaining), Some(9));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -40,11 +46,13 @@
 mod keyed;
 mod limiter;
 mod quota;
+mod shared;
 mod store;
 
 pub use keyed::{Decision, KeyedRateLimiter};
 pub use limiter::{BodyFormat, Outcome, RateLimitHeader, RateLimitRequest, RateLimiter};
 pub use quota::{Quota, QuotaError};
+pub use shared::{Check, CheckFuture, DecisionFuture, RateLimitStore};
 pub use store::FakeClock;
 
 #[cfg(test)]

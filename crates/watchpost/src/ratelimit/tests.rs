@@ -13,6 +13,19 @@ fn ip(n: u32) -> IpAddr {
     IpAddr::V4(Ipv4Addr::from(n))
 }
 
+/// In-memory checks, decided at once.
+trait CheckNow {
+    fn check_request_now(&self, req: &RateLimitRequest<'_>) -> Outcome;
+}
+
+impl CheckNow for RateLimiter {
+    fn check_request_now(&self, req: &RateLimitRequest<'_>) -> Outcome {
+        self.check_request(req)
+            .ready()
+            .expect("in memory: decided at once")
+    }
+}
+
 #[test]
 fn gcra_allows_the_burst_then_one_per_interval() {
     let clock = FakeClock::new();
@@ -125,29 +138,29 @@ fn routes_have_separate_budgets_and_exempt_paths_are_free() {
     let h = http::HeaderMap::new();
     let peer = "198.51.100.1";
     assert!(!limiter
-        .check_request(&request("POST", "/api/chat", peer, &h))
+        .check_request_now(&request("POST", "/api/chat", peer, &h))
         .is_rejected());
     assert!(limiter
-        .check_request(&request("POST", "/api/chat/stream", peer, &h))
+        .check_request_now(&request("POST", "/api/chat/stream", peer, &h))
         .is_rejected());
     for _ in 0..3 {
         assert!(!limiter
-            .check_request(&request("GET", "/api/chatty", peer, &h))
+            .check_request_now(&request("GET", "/api/chatty", peer, &h))
             .is_rejected());
     }
     assert!(limiter
-        .check_request(&request("GET", "/", peer, &h))
+        .check_request_now(&request("GET", "/", peer, &h))
         .is_rejected());
     for _ in 0..100 {
-        let o = limiter.check_request(&request("GET", "/healthz", peer, &h));
+        let o = limiter.check_request_now(&request("GET", "/healthz", peer, &h));
         assert!(o.decision().is_none() && !o.is_rejected());
-        let o = limiter.check_request(&request("OPTIONS", "/api/chat", peer, &h));
+        let o = limiter.check_request_now(&request("OPTIONS", "/api/chat", peer, &h));
         assert!(o.decision().is_none(), "preflight is not counted");
     }
     let counted = RateLimiter::per_ip(quota("1/min")).count_options(true);
-    counted.check_request(&request("OPTIONS", "/", peer, &h));
+    counted.check_request_now(&request("OPTIONS", "/", peer, &h));
     assert!(counted
-        .check_request(&request("OPTIONS", "/", peer, &h))
+        .check_request_now(&request("OPTIONS", "/", peer, &h))
         .is_rejected());
 }
 
@@ -162,7 +175,7 @@ fn text_headers(outcome: &Outcome) -> Vec<(&'static str, String)> {
 fn headers_on_allowed_and_rejected_responses() {
     let limiter = RateLimiter::per_ip(quota("2/min")).clock(FakeClock::new());
     let h = http::HeaderMap::new();
-    let first = limiter.check_request(&request("GET", "/", "192.0.2.1", &h));
+    let first = limiter.check_request_now(&request("GET", "/", "192.0.2.1", &h));
     assert_eq!(
         text_headers(&first),
         [
@@ -173,7 +186,7 @@ fn headers_on_allowed_and_rejected_responses() {
     let legacy = RateLimiter::per_ip(quota("2/min"))
         .legacy_headers(true)
         .clock(FakeClock::new());
-    let first = legacy.check_request(&request("GET", "/", "192.0.2.1", &h));
+    let first = legacy.check_request_now(&request("GET", "/", "192.0.2.1", &h));
     assert_eq!(
         text_headers(&first)[2..],
         [
@@ -182,8 +195,8 @@ fn headers_on_allowed_and_rejected_responses() {
             ("x-ratelimit-reset", "30".to_owned()),
         ]
     );
-    limiter.check_request(&request("GET", "/", "192.0.2.1", &h));
-    let rejected = limiter.check_request(&request("GET", "/", "192.0.2.1", &h));
+    limiter.check_request_now(&request("GET", "/", "192.0.2.1", &h));
+    let rejected = limiter.check_request_now(&request("GET", "/", "192.0.2.1", &h));
     assert!(rejected.is_rejected());
     let headers = text_headers(&rejected);
     assert!(
@@ -218,10 +231,10 @@ fn sub_second_waits_round_up_to_one_second() {
     let h = http::HeaderMap::new();
     for _ in 0..10 {
         assert!(!limiter
-            .check_request(&request("GET", "/", "192.0.2.1", &h))
+            .check_request_now(&request("GET", "/", "192.0.2.1", &h))
             .is_rejected());
     }
-    let rejected = limiter.check_request(&request("GET", "/", "192.0.2.1", &h));
+    let rejected = limiter.check_request_now(&request("GET", "/", "192.0.2.1", &h));
     assert!(rejected.is_rejected());
     assert!(rejected
         .headers()
@@ -233,7 +246,7 @@ fn a_missing_peer_is_not_counted() {
     let limiter = RateLimiter::per_ip(quota("1/min"));
     let h = http::HeaderMap::new();
     for _ in 0..3 {
-        let o = limiter.check_request(&RateLimitRequest::new("GET", "/", None, &h));
+        let o = limiter.check_request_now(&RateLimitRequest::new("GET", "/", None, &h));
         assert!(!o.is_rejected() && o.client_ip().is_none());
     }
 }
@@ -247,7 +260,7 @@ fn exempt_and_route_prefixes_match_whole_segments_only() {
     let h = http::HeaderMap::new();
     let counted = |path: &str| {
         limiter
-            .check_request(&request("GET", path, "192.0.2.9", &h))
+            .check_request_now(&request("GET", path, "192.0.2.9", &h))
             .decision()
             .is_some()
     };
@@ -258,10 +271,82 @@ fn exempt_and_route_prefixes_match_whole_segments_only() {
     // The chat quota covers its sub-paths and a trailing slash.
     let chat = |path: &str| {
         limiter
-            .check_request(&request("GET", path, "192.0.2.10", &h))
+            .check_request_now(&request("GET", path, "192.0.2.10", &h))
             .is_rejected()
     };
     assert!(!chat("/api/chat"));
     assert!(chat("/api/chat/"));
     assert!(chat("/api/chat/stream"));
+}
+
+/// A store counting in memory behind a yield, recording what it was asked.
+#[derive(Clone)]
+struct RecordingStore {
+    limiter: KeyedRateLimiter<String>,
+    asked: Arc<std::sync::Mutex<Vec<(String, Quota)>>>,
+}
+
+impl RateLimitStore for RecordingStore {
+    fn check(&self, key: &str, quota: Quota) -> DecisionFuture {
+        if let Ok(mut asked) = self.asked.lock() {
+            asked.push((key.to_owned(), quota));
+        }
+        let decision = self.limiter.check(&key.to_owned());
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            decision
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_store_decides_with_the_same_headers_and_keys_name_rule_and_client() {
+    let clock = FakeClock::new();
+    let store = RecordingStore {
+        limiter: KeyedRateLimiter::new(quota("2/min")).clock(clock.clone()),
+        asked: Arc::default(),
+    };
+    let memory = RateLimiter::per_ip(quota("2/min"))
+        .route("/api/chat", quota("2/min"))
+        .exempt("/healthz")
+        .clock(clock.clone());
+    let shared = memory.clone().store(store.clone());
+    assert!(shared.is_shared() && !memory.is_shared());
+    let h = http::HeaderMap::new();
+    let headers = |o: &Outcome| o.headers().collect::<Vec<_>>();
+    for (path, peer) in [
+        ("/", "192.0.2.1"),
+        ("/", "192.0.2.1"),
+        ("/", "192.0.2.1"),
+        ("/api/chat/x", "2001:db8:1:2::7"),
+    ] {
+        let check = shared.check_request(&request("GET", path, peer, &h));
+        assert_eq!(check.client_ip(), Some(peer.parse().unwrap()));
+        assert!(matches!(check, Check::Pending(_)));
+        let from_store = check.await;
+        let from_memory = memory.check_request_now(&request("GET", path, peer, &h));
+        assert_eq!(from_store.decision(), from_memory.decision(), "{path}");
+        assert_eq!(headers(&from_store), headers(&from_memory), "{path}");
+        assert_eq!(from_store.client_ip(), from_memory.client_ip());
+    }
+    // Exempt, preflight and peerless requests never reach the store.
+    for check in [
+        shared.check_request(&request("GET", "/healthz", "192.0.2.1", &h)),
+        shared.check_request(&request("OPTIONS", "/", "192.0.2.1", &h)),
+        shared.check_request(&RateLimitRequest::new("GET", "/", None, &h)),
+    ] {
+        let outcome = check.ready().expect("not counted: decided at once");
+        assert!(outcome.decision().is_none());
+    }
+    let asked = store.asked.lock().unwrap().clone();
+    let expected: Vec<(String, Quota)> = vec![
+        ("default:192.0.2.1".into(), quota("2/min")),
+        ("default:192.0.2.1".into(), quota("2/min")),
+        ("default:192.0.2.1".into(), quota("2/min")),
+        ("/api/chat:2001:db8:1:2::".into(), quota("2/min")),
+    ];
+    assert_eq!(asked, expected);
+    // A ready check awaits to its outcome too.
+    let ready = memory.check_request(&request("GET", "/healthz", "192.0.2.1", &h));
+    assert!(ready.await.decision().is_none());
 }
