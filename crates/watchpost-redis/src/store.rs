@@ -95,7 +95,10 @@ impl std::error::Error for BuildError {}
 ///   and one INFO when it is back, and the
 ///   [`on_change`](RedisStoreBuilder::on_change) callback is called on both
 ///   (use it to raise an alert). While down, Redis is retried after 1 s,
-///   then less often, up to every 30 s.
+///   then less often, up to every 30 s. Once it is back, what the replica
+///   suppressed meanwhile is handed on with its next claim of each key, so
+///   the next message's "N similar" still counts it; incidents resolved
+///   during the outage are closed in Redis too (unless reopened since).
 ///
 /// The store connects lazily, on the alert delivery thread's own runtime,
 /// so building it never fails because Redis is down, and alerts keep their
@@ -372,7 +375,11 @@ impl AlertStore for RedisStore {
             let inner = &*self.inner;
             let dedupe = inner.key("dedupe", key);
             let counter = inner.key("suppressed", key);
-            let increment = similar.saturating_add(1).min(i64::MAX as u64 / 2);
+            // What the local fallback counted during an outage is added
+            // to this claim, so it isn't lost once Redis answers again.
+            let local = inner.local.take_suppressed(key);
+            let shared_similar = similar.saturating_add(local);
+            let increment = shared_similar.saturating_add(1).min(i64::MAX as u64 / 2);
             // The count outlives the window, so the next delivery finds it.
             let counter_ttl = ms(window.saturating_mul(2).max(Duration::from_secs(3600)));
             let answer = inner
@@ -388,10 +395,12 @@ impl AlertStore for RedisStore {
                 .await;
             match answer {
                 Some(n) if n >= 0 => Ok(Claim::Deliver {
-                    similar: (n as u64).saturating_add(similar),
+                    similar: (n as u64).saturating_add(shared_similar),
                 }),
                 Some(_) => Ok(Claim::Suppressed),
-                None => inner.local.claim(key, at, window, similar).await,
+                // Still down: the local store keeps counting, the taken
+                // count included.
+                None => inner.local.claim(key, at, window, shared_similar).await,
             }
         })
     }

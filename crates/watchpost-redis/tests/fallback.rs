@@ -8,15 +8,16 @@ mod common;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use watchpost::alert::{Alert, Alerter, MemorySink};
+use watchpost::alert::{Alert, AlertStore, Alerter, Claim, MemorySink};
 use watchpost_redis::{Availability, RedisStore};
 
-use common::{closed_port, lines_about};
+use common::{closed_port, lines_about, Redis};
 use watchpost_testkit::logs;
 
 const HANG: Duration = Duration::from_secs(30);
+const WINDOW: Duration = Duration::from_secs(60);
 
 type Changes = Arc<Mutex<Vec<Availability>>>;
 
@@ -171,4 +172,78 @@ fn recovery_is_automatic_and_logged_once() {
     if !keys.is_empty() {
         let _: () = redis::cmd("DEL").arg(keys).query(&mut conn).unwrap();
     }
+}
+
+/// What the local fallback counts while Redis is down reaches the next
+/// shared message once it is back: delivered by this replica (the count
+/// rides on its claim) or by another (the count is added in Redis).
+#[test]
+fn counts_made_during_an_outage_are_not_lost_on_recovery() {
+    let Some(redis) = Redis::get("outage-counts") else {
+        return;
+    };
+    let redis_addr: SocketAddr = redis::Client::open(redis.url.as_str())
+        .unwrap()
+        .get_connection_info()
+        .addr()
+        .to_string()
+        .parse()
+        .expect("REDIS_URL with an IP address");
+    let addr = closed_port();
+    let a = RedisStore::builder(&format!("redis://{addr}"))
+        .prefix(&redis.prefix)
+        .build()
+        .unwrap();
+    let other = RedisStore::builder(&redis.url)
+        .prefix(&redis.prefix)
+        .build()
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let claim = |store: &RedisStore, key: &str, at: SystemTime, similar: u64| {
+        runtime
+            .block_on(store.claim(key, at, WINDOW, similar))
+            .unwrap()
+    };
+    let t0 = SystemTime::now();
+    // Down: A dedupes alone and counts 1 + (2 + 1) for k1, 1 for k2.
+    assert_eq!(claim(&a, "k1", t0, 1), Claim::Deliver { similar: 1 });
+    assert_eq!(claim(&a, "k1", t0, 2), Claim::Suppressed);
+    assert_eq!(claim(&a, "k2", t0, 0), Claim::Deliver { similar: 0 });
+    assert_eq!(claim(&a, "k2", t0, 0), Claim::Suppressed);
+    assert!(!a.is_available());
+
+    proxy(&runtime, addr, redis_addr);
+    let deadline = Instant::now() + HANG;
+    while !a.is_available() {
+        assert!(Instant::now() < deadline, "never recovered");
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = claim(&a, "probe", t0, 0);
+    }
+
+    // k1: A delivers next, and says how many it suppressed meanwhile.
+    let later = t0 + WINDOW + Duration::from_secs(1);
+    assert_eq!(claim(&a, "k1", later, 1), Claim::Deliver { similar: 3 + 1 });
+    // k2: another replica holds the window; A's count goes into Redis and
+    // the other replica's next message carries it.
+    assert_eq!(claim(&other, "k2", later, 0), Claim::Deliver { similar: 0 });
+    assert_eq!(claim(&a, "k2", later, 0), Claim::Suppressed);
+    let counted: u64 = redis::cmd("GET")
+        .arg(format!("{}:suppressed:k2", redis.prefix))
+        .query(&mut redis.conn())
+        .unwrap();
+    assert_eq!(counted, 1 + 1, "the outage's count and this one");
+    // Once the window ends (in Redis's time: end it now), the other
+    // replica's next message carries them.
+    let _: () = redis::cmd("DEL")
+        .arg(format!("{}:dedupe:k2", redis.prefix))
+        .query(&mut redis.conn())
+        .unwrap();
+    assert_eq!(
+        claim(&other, "k2", later, 0),
+        Claim::Deliver { similar: 1 + 1 }
+    );
 }

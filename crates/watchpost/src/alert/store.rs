@@ -151,6 +151,36 @@ impl MemoryStore {
         Self::default()
     }
 
+    /// Takes the count of alerts with `key` this store suppressed since its
+    /// last delivery of one (and resets it to 0).
+    ///
+    /// For a shared store that falls back to a `MemoryStore` while its
+    /// backend is down: once the backend is back, what the fallback counted
+    /// is handed on, so the next message still says how many were
+    /// suppressed.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// use watchpost::alert::{AlertStore, MemoryStore};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = MemoryStore::new();
+    /// let (now, window) = (SystemTime::now(), Duration::from_secs(300));
+    /// store.claim("db down", now, window, 0).await?; // delivered
+    /// store.claim("db down", now, window, 2).await?; // suppressed: 2 + this one
+    /// assert_eq!(store.take_suppressed("db down"), 3);
+    /// assert_eq!(store.take_suppressed("db down"), 0);
+    /// # Ok(()) }
+    /// ```
+    pub fn take_suppressed(&self, key: &str) -> u64 {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state
+            .dedupe
+            .get_mut(key)
+            .map_or(0, |entry| std::mem::take(&mut entry.suppressed))
+    }
+
     fn claim_now(&self, key: &str, at: SystemTime, window: Duration, similar: u64) -> Claim {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if state.dedupe.len() >= SWEEP_AT && !state.dedupe.contains_key(key) {
