@@ -467,7 +467,7 @@ pub struct RateLimitRequest<'a> {
     method: &'a str,
     path: &'a str,
     peer: Option<IpAddr>,
-    headers: &'a dyn Headers,
+    headers: &'a (dyn Headers + Sync),
 }
 
 impl<'a> RateLimitRequest<'a> {
@@ -478,7 +478,7 @@ impl<'a> RateLimitRequest<'a> {
         method: &'a str,
         path: &'a str,
         peer: Option<IpAddr>,
-        headers: &'a dyn Headers,
+        headers: &'a (dyn Headers + Sync),
     ) -> Self {
         Self {
             method,

@@ -350,3 +350,10 @@ async fn a_store_decides_with_the_same_headers_and_keys_name_rule_and_client() {
     let ready = memory.check_request(&request("GET", "/healthz", "192.0.2.1", &h));
     assert!(ready.await.decision().is_none());
 }
+
+#[test]
+fn a_request_can_be_held_across_an_await_in_a_spawned_task() {
+    fn is_send<T: Send>() {}
+    is_send::<RateLimitRequest<'static>>();
+    is_send::<Check>();
+}
