@@ -16,7 +16,15 @@
 //! - [`panic`](mod@panic): a panic hook that gets the alert out before the process
 //!   dies, and the pieces adapters use to turn handler panics into 500s.
 //! - [`ratelimit`] and [`client_ip`]: per-IP rate limiting with the client
-//!   address resolved through trusted proxies only, bounded memory.
+//!   address resolved through trusted proxies only, bounded memory, and
+//!   counts shared between replicas through a [`ratelimit::RateLimitStore`]
+//!   (Redis, with `watchpost-redis`).
+//! - [`monitor`]: incidents for patterns: the 5xx rate and p95 latency of
+//!   HTTP routes, heartbeats for jobs and worker loops, thresholds on
+//!   gauges; all on an injectable clock, so tests run in virtual time.
+//!
+//! How the pieces fit, and which threads run what: `docs/architecture.md`
+//! in the repository.
 //!
 //! ```
 //! use watchpost::checks::fn_check;
