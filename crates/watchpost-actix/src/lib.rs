@@ -77,6 +77,29 @@ use watchpost::health::{HealthChecks, ProbeRequest, ProbeResponse};
 /// `/<probe>/{name}`, or the paths configured on the builder), answering
 /// every method (so that other methods get the same 405 as in other
 /// adapters).
+///
+/// ```
+/// use actix_web::{test, web, App};
+/// use watchpost::checks::fn_check;
+/// use watchpost::health::HealthChecks;
+///
+/// # #[actix_web::main]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let health = HealthChecks::builder()
+///     .readiness("db", fn_check(|| async { false }))
+///     .build()?;
+/// let app = test::init_service(
+///     App::new()
+///         .route("/", web::get().to(|| async { "hello" }))
+///         .configure(watchpost_actix::configure(health)),
+/// )
+/// .await;
+/// let res = test::call_service(&app, test::TestRequest::get().uri("/readyz").to_request()).await;
+/// assert_eq!(res.status(), 503);
+/// let cache = res.headers().get("cache-control").and_then(|v| v.to_str().ok());
+/// assert_eq!(cache, Some("no-store"));
+/// # Ok(()) }
+/// ```
 pub fn configure(health: HealthChecks) -> impl Fn(&mut ServiceConfig) + Clone {
     move |cfg: &mut ServiceConfig| {
         for base in health.probe_paths() {

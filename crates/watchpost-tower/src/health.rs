@@ -15,8 +15,28 @@ use watchpost::health::{HealthChecks, ProbeRequest, ProbeResponse};
 ///
 /// Requests to other paths get a 404 (with `Cache-Control: no-store`), so
 /// mount it on the probe paths (axum's `route_service`, or a path router),
-/// or use `watchpost_axum::routes`. See the [crate docs](crate) for an
-/// example.
+/// or use `watchpost_axum::routes`.
+///
+/// ```
+/// use http::Request;
+/// use http_body_util::Empty;
+/// use tower::ServiceExt;
+/// use watchpost::checks::fn_check;
+/// use watchpost::health::HealthChecks;
+/// use watchpost_tower::HealthService;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let health = HealthChecks::builder()
+///     .readiness("db", fn_check(|| async { false }))
+///     .build()?;
+/// let service = HealthService::new(health);
+/// let get = |path: &str| Request::get(path).body(Empty::<bytes::Bytes>::new());
+/// assert_eq!(service.clone().oneshot(get("/livez")?).await?.status(), 200);
+/// assert_eq!(service.clone().oneshot(get("/readyz")?).await?.status(), 503);
+/// assert_eq!(service.oneshot(get("/elsewhere")?).await?.status(), 404);
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct HealthService {
     health: HealthChecks,

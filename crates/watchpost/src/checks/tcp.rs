@@ -10,6 +10,21 @@ use crate::health::{Check, CheckResult};
 ///
 /// A successful connect proves the port is open, not that the service behind
 /// it works: prefer a check that does a real round trip where you can.
+///
+/// ```
+/// use std::time::Duration;
+/// use watchpost::checks::TcpCheck;
+/// use watchpost::health::{Check, Status};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// let open = TcpCheck::new(listener.local_addr()?.to_string());
+/// assert_eq!(open.check().await.status(), Status::Pass);
+/// let closed = TcpCheck::new("127.0.0.1:9").timeout(Duration::from_millis(200));
+/// assert_eq!(closed.check().await.status(), Status::Fail);
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug)]
 pub struct TcpCheck {
     addr: String,

@@ -30,6 +30,25 @@ type RunFuture = Pin<Box<dyn Future<Output = Reading> + Send>>;
 /// (`watchpost_axum::routes`, `watchpost_actix::configure`,
 /// `watchpost_tower::HealthService`) or call [`evaluate`](Self::evaluate)
 /// yourself. See the [module docs](crate::health).
+///
+/// ```
+/// use std::time::Duration;
+/// use watchpost::checks::{fn_check, TcpCheck};
+/// use watchpost::health::{HealthChecks, Probe};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let health = HealthChecks::builder()
+///     // Liveness: is this process able to serve at all? Keep it cheap.
+///     .liveness("event-loop", fn_check(|| async { true }))
+///     // Readiness: can it serve traffic now? Real round trips.
+///     .readiness("cache", TcpCheck::new("127.0.0.1:9").timeout(Duration::from_millis(200)))
+///     .build()?;
+/// assert_eq!(health.evaluate(Probe::Liveness).await.http_status(), 200);
+/// // Nothing listens on port 9: not ready, 503.
+/// assert_eq!(health.evaluate(Probe::Readiness).await.http_status(), 503);
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct HealthChecks {
     pub(crate) inner: Arc<Inner>,
