@@ -1,14 +1,17 @@
 //! [`HttpMonitor`]: feeds a [`watchpost::monitor::HttpMonitor`] with every
 //! request's status and latency, with `App::wrap`.
 
+use std::cell::OnceCell;
 use std::fmt;
 use std::future::{ready, Future, Ready};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
-use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
-use actix_web::http::Method;
+use actix_web::dev::{
+    forward_ready, ResourceMap, Service, ServiceRequest, ServiceResponse, Transform,
+};
+use actix_web::http::{Method, Uri};
 use actix_web::Error;
 use pin_project_lite::pin_project;
 use watchpost::monitor::RequestStart;
@@ -18,21 +21,21 @@ use watchpost::monitor::RequestStart;
 /// the 5xx rate or the p95 latency goes wrong, slow requests logged. The
 /// same counting as `watchpost_tower::HttpMonitorLayer` in axum and tower.
 ///
-/// Per request it reads the clock twice and adds one or two relaxed
-/// atomics: nothing allocated, nothing locked, no boxed future. The route
-/// pattern (`GET /users/{id}`, from actix's
-/// [`match_pattern`](actix_web::HttpRequest::match_pattern)) is looked up
-/// only for a 5xx or a slow request. Latency is measured until the
-/// response head is ready, not until its body is sent; a request whose
-/// future is dropped before it completes (the client went away) is not
-/// counted.
+/// Per request it reads the clock twice, adds one or two relaxed atomics
+/// and keeps the request's URI (a reference count): nothing allocated,
+/// nothing locked, no boxed future. The route pattern (`GET /users/{id}`,
+/// as actix's [`match_pattern`](actix_web::HttpRequest::match_pattern)
+/// finds it) is looked up only for a 5xx or a slow request. Latency is
+/// measured until the response head is ready, not until its body is sent;
+/// a request whose future is dropped before it completes (the client went
+/// away) is not counted.
 ///
 /// An error that reaches the middleware as `Err` (from middleware inside
 /// it, such as the 500 of [`CatchPanic`](crate::CatchPanic)) counts with
-/// its status code. actix drops the request with such an error, so its
-/// route is unknown and its 5xx is counted under "other routes". An `Err`
-/// returned by a *handler* is a response by then, and counts with its
-/// route.
+/// its status code, under its route like any other answer: actix drops the
+/// request with such an error, so the pattern is looked up in the app's
+/// resource map (copied once per worker, on its first request) from the
+/// URI kept.
 ///
 /// # Where to wrap it
 ///
@@ -113,6 +116,7 @@ where
             service,
             // A worker's requests share it without atomic reference counts.
             monitor: Rc::new(self.monitor.clone()),
+            routes: OnceCell::new(),
         }))
     }
 }
@@ -121,6 +125,10 @@ where
 pub struct HttpMonitorMiddleware<S> {
     service: S,
     monitor: Rc<watchpost::monitor::HttpMonitor>,
+    /// The app's resource map, to name the route of a request that comes
+    /// back as `Err` (without its request). One app per worker, built
+    /// once: the map of its first request is the map of all of them.
+    routes: OnceCell<Rc<ResourceMap>>,
 }
 
 impl<S> fmt::Debug for HttpMonitorMiddleware<S> {
@@ -146,12 +154,21 @@ where
         // A standard method clones as an enum tag.
         let start = self.monitor.start();
         let method = req.method().clone();
+        let routes = self
+            .routes
+            .get_or_init(|| Rc::new(req.resource_map().clone()));
+        let routes = Rc::clone(routes);
+        // Shared with the request's own copy (actix's `match_info` holds
+        // one): a reference count, not a copy of the path.
+        let uri = req.uri().clone();
         HttpMonitorFuture {
             inner: self.service.call(req),
             pending: Some(Pending {
                 monitor: Rc::clone(&self.monitor),
                 start,
                 method,
+                routes,
+                uri,
             }),
         }
     }
@@ -161,6 +178,8 @@ struct Pending {
     monitor: Rc<watchpost::monitor::HttpMonitor>,
     start: RequestStart,
     method: Method,
+    routes: Rc<ResourceMap>,
+    uri: Uri,
 }
 
 pin_project! {
@@ -191,16 +210,22 @@ where
             monitor,
             start,
             method,
+            routes,
+            uri,
         }) = this.pending.take()
         {
             let method = method.as_str();
             match &output {
+                // The request as routed (a `NormalizePath` inside may have
+                // rewritten its path).
                 Ok(res) => monitor.record(start, res.status().as_u16(), method, || {
                     res.request().match_pattern()
                 }),
                 Err(error) => {
                     let status = error.as_response_error().status_code().as_u16();
-                    monitor.record(start, status, method, || None::<String>);
+                    // What `HttpRequest::match_pattern` does, without the
+                    // request (gone with the `Err`).
+                    monitor.record(start, status, method, || routes.match_pattern(uri.path()));
                 }
             }
         }

@@ -1,4 +1,5 @@
-//! The shared conformance suite through an actix-web `App`.
+//! The shared conformance suite through an actix-web `App`: the probes,
+//! `RateLimit`, `CatchPanic` and `HttpMonitor`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step should panic
 
@@ -12,7 +13,7 @@ struct Actix<S>(S);
 impl<S, B> Harness for Actix<S>
 where
     S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: actix_web::body::MessageBody,
+    B: actix_web::body::MessageBody + 'static,
 {
     async fn call(&self, req: TestRequest) -> TestResponse {
         let method = actix_web::http::Method::from_bytes(req.method.as_bytes()).unwrap();
@@ -23,14 +24,21 @@ where
         if let Some(peer) = req.peer {
             builder = builder.peer_addr(peer);
         }
-        let res = test::call_service(&self.0, builder.to_request()).await;
+        // An `Err` is answered with its error response, as the server does.
+        let res = match test::try_call_service(&self.0, builder.to_request()).await {
+            Ok(res) => res.map_into_boxed_body().into_parts().1,
+            Err(err) => err.error_response(),
+        };
         let status = res.status().as_u16();
         let headers: Vec<(String, Vec<u8>)> = res
             .headers()
             .iter()
             .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
             .collect();
-        let body = test::read_body(res).await.to_vec();
+        let body = actix_web::body::to_bytes(res.into_body())
+            .await
+            .unwrap_or_else(|_| panic!("body error"))
+            .to_vec();
         TestResponse::new(
             status,
             headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())),
@@ -67,4 +75,56 @@ async fn rate_limiting_conforms() {
 #[actix_web::test]
 async fn rate_limiting_through_a_shared_store_conforms() {
     watchpost_testkit::rate_limit::run_shared(rate_limited).await;
+}
+
+#[actix_web::test]
+async fn handler_panics_conform() {
+    use watchpost_testkit::panics;
+
+    panics::run(|fixture| async move {
+        let app = App::new()
+            .route("/ok", web::get().to(|| async { "ok" }))
+            .route("/panic/{id}", web::get().to(panics::str_panic))
+            .route(
+                "/panic-string/{id}",
+                web::get().to(|id: web::Path<String>| panics::string_panic(id.into_inner())),
+            )
+            .route("/panic-any", web::get().to(panics::other_panic))
+            .wrap(watchpost_actix::CatchPanic::new().alerter(&fixture.alerter));
+        Actix(test::init_service(app).await)
+    })
+    .await;
+}
+
+#[actix_web::test]
+async fn http_monitor_conforms() {
+    use actix_web::error::ErrorInternalServerError;
+    use actix_web::HttpResponse;
+    use watchpost_actix::{CatchPanic, HttpMonitor};
+    use watchpost_testkit::monitor;
+
+    monitor::run(|fixture| async move {
+        let app = App::new()
+            // The probes first, outside the monitor.
+            .configure(watchpost_actix::configure(fixture.health))
+            .service(
+                web::scope("")
+                    .route("/users/{id}", web::get().to(|| async { "user" }))
+                    .route(
+                        "/users/{id}",
+                        web::post().to(|| async { HttpResponse::InternalServerError().finish() }),
+                    )
+                    .route(
+                        "/reports/{id}",
+                        web::get().to(|| async {
+                            Err::<String, _>(ErrorInternalServerError(monitor::REPORT_ERROR))
+                        }),
+                    )
+                    .route("/crash/{id}", web::get().to(monitor::crash))
+                    .wrap(CatchPanic::new())
+                    .wrap(HttpMonitor::new(fixture.monitor)),
+            );
+        Actix(test::init_service(app).await)
+    })
+    .await;
 }

@@ -64,6 +64,26 @@ pub use watchpost_tower::{CatchPanicLayer, HealthService, ResolvedClientIp};
 /// `/<probe>/{name}`, or the paths configured on the builder), for any router
 /// state `S`.
 ///
+/// Merge it after the application's layers that should not see probes
+/// (the HTTP monitor: a probe's 503 is a signal, not an error), and before
+/// the rate limiter (which exempts the probes with
+/// [`exempt_health`](watchpost::ratelimit::RateLimiter::exempt_health)).
+///
+/// ```
+/// use axum::{routing::get, Router};
+/// use watchpost::checks::fn_check;
+/// use watchpost::health::HealthChecks;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let health = HealthChecks::builder()
+///     .readiness("db", fn_check(|| async { true }))
+///     .build()?;
+/// let app: Router = Router::new()
+///     .route("/", get(|| async { "hello" }))
+///     .merge(watchpost_axum::routes(health));
+/// # let _ = app; Ok(()) }
+/// ```
+///
 /// # Panics
 ///
 /// When merged into a router that already has one of the probe paths, as
@@ -145,7 +165,10 @@ impl watchpost_tower::RoutePattern for MatchedPathRoute {
 ///
 /// Add it with [`Router::layer`] so every route is wrapped (and matched),
 /// and merge the health probes *after* it: their 503s are signals to the
-/// load balancer, not server errors.
+/// load balancer, not server errors. Requests no route matches reach it
+/// only through a [`fallback`](Router::fallback) added before `.layer(..)`
+/// (axum's default 404 skips route layers): add one to count them as
+/// requests, as the actix-web middleware does.
 ///
 /// ```
 /// use axum::{http::StatusCode, routing::get, Router};

@@ -132,3 +132,63 @@ async fn app_routes_still_work_next_to_probes() {
         .await;
     assert_eq!((res.status, res.body.as_slice()), (200, &b"hello"[..]));
 }
+
+#[tokio::test]
+async fn handler_panics_conform() {
+    use axum::extract::Path;
+    use watchpost_axum::CatchPanicLayer;
+    use watchpost_testkit::panics;
+
+    panics::run(|fixture| async move {
+        let app: Router = Router::new()
+            .route("/ok", get(|| async { "ok" }))
+            .route("/panic/{id}", get(panics::str_panic))
+            .route(
+                "/panic-string/{id}",
+                get(|Path(id): Path<String>| panics::string_panic(id)),
+            )
+            .route("/panic-any", get(panics::other_panic))
+            .layer(CatchPanicLayer::new().alerter(&fixture.alerter));
+        Axum(app)
+    })
+    .await;
+}
+
+/// `GET /reports/{id}`'s error: the idiomatic axum way, an error type that
+/// is a response.
+struct ReportError(&'static str);
+
+impl axum::response::IntoResponse for ReportError {
+    fn into_response(self) -> axum::response::Response {
+        (axum::http::StatusCode::INTERNAL_SERVER_ERROR, self.0).into_response()
+    }
+}
+
+#[tokio::test]
+async fn http_monitor_conforms() {
+    use axum::http::StatusCode;
+    use axum::routing::post;
+    use watchpost_axum::{CatchPanicLayer, HttpMonitorLayer};
+    use watchpost_testkit::monitor;
+
+    monitor::run(|fixture| async move {
+        let app: Router = Router::new()
+            .route(
+                "/users/{id}",
+                get(|| async { "user" })
+                    .merge(post(|| async { StatusCode::INTERNAL_SERVER_ERROR })),
+            )
+            .route(
+                "/reports/{id}",
+                get(|| async { Err::<String, _>(ReportError(monitor::REPORT_ERROR)) }),
+            )
+            .route("/crash/{id}", get(monitor::crash))
+            // Before `.layer`, so that unmatched requests are counted too.
+            .fallback(|| async { StatusCode::NOT_FOUND })
+            .layer(CatchPanicLayer::new())
+            .layer(HttpMonitorLayer::new(fixture.monitor))
+            .merge(watchpost_axum::routes(fixture.health));
+        Axum(app)
+    })
+    .await;
+}

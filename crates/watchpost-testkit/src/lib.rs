@@ -7,8 +7,10 @@
 //! is a failing test.
 //!
 //! An adapter's test implements [`Harness`] (send one request through the
-//! framework, collect the response) and calls [`health::run`] and
-//! [`rate_limit::run`].
+//! framework, collect the response) and calls [`health::run`],
+//! [`rate_limit::run`], [`panics::run`] (handler panics under the
+//! catch-panic layer: the 500 and the alert) and [`monitor::run`] (the
+//! HTTP monitor's figures and incident).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -17,6 +19,8 @@ use std::future::Future;
 pub mod fake_http;
 pub mod health;
 pub mod logs;
+pub mod monitor;
+pub mod panics;
 pub mod rate_limit;
 
 /// A request, in framework-neutral terms.

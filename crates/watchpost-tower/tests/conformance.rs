@@ -1,5 +1,7 @@
-//! The shared conformance suite through plain tower: `HealthService`, and
-//! `RateLimitLayer` over a service that routes probes to it.
+//! The shared conformance suite through plain tower: `HealthService`,
+//! `RateLimitLayer` over a service that routes probes to it,
+//! `CatchPanicLayer`, and `HttpMonitorLayer` with routes named by a
+//! `RoutePattern`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step should panic
 
@@ -9,9 +11,11 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Empty, Full};
 use tower::util::BoxCloneService;
-use tower::{service_fn, Layer, ServiceExt};
+use tower::{service_fn, Layer, ServiceBuilder, ServiceExt};
 use watchpost_testkit::{Harness, TestRequest, TestResponse};
-use watchpost_tower::{HealthService, RateLimitLayer, SocketAddrPeer};
+use watchpost_tower::{
+    CatchPanicLayer, HealthService, HttpMonitorLayer, RateLimitLayer, RoutePattern, SocketAddrPeer,
+};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -81,4 +85,120 @@ async fn rate_limiting_conforms() {
 #[tokio::test]
 async fn rate_limiting_through_a_shared_store_conforms() {
     watchpost_testkit::rate_limit::run_shared(rate_limited).await;
+}
+
+fn text(status: u16, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut res = Response::new(Full::new(body.into()));
+    *res.status_mut() = http::StatusCode::from_u16(status).unwrap();
+    res
+}
+
+/// The panics app: plain tower has no router, the handler matches paths.
+async fn panicking(req: Request<Empty<Bytes>>) -> Result<Response<Full<Bytes>>, Infallible> {
+    use watchpost_testkit::panics;
+
+    let path = req.uri().path();
+    let body = if path == "/ok" {
+        "ok".to_owned()
+    } else if path.starts_with("/panic/") {
+        panics::str_panic().await
+    } else if let Some(id) = path.strip_prefix("/panic-string/") {
+        panics::string_panic(id.to_owned()).await
+    } else if path == "/panic-any" {
+        panics::other_panic().await
+    } else {
+        return Ok(text(404, ""));
+    };
+    Ok(text(200, body))
+}
+
+#[tokio::test]
+async fn handler_panics_conform() {
+    watchpost_testkit::panics::run(|fixture| async move {
+        let svc = CatchPanicLayer::new()
+            .alerter(&fixture.alerter)
+            .layer(service_fn(panicking));
+        Tower(BoxCloneService::new(svc))
+    })
+    .await;
+}
+
+/// The route a request matched, set by the "router" in front of the
+/// monitor (plain tower has none: [`route_of`] plays it).
+#[derive(Clone, Copy, Debug)]
+struct Matched(&'static str);
+
+/// Names routes from the [`Matched`] extension.
+#[derive(Clone, Copy, Debug, Default)]
+struct MatchedRoute;
+
+impl RoutePattern for MatchedRoute {
+    type Route = &'static str;
+
+    fn route(&self, extensions: &http::Extensions) -> Option<&'static str> {
+        extensions.get::<Matched>().map(|m| m.0)
+    }
+
+    fn as_str<'a>(route: &'a &'static str) -> &'a str {
+        route
+    }
+}
+
+/// The pattern `path` matches, as a router would find it.
+fn route_of(path: &str) -> Option<&'static str> {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["users", id] if !id.is_empty() => Some("/users/{id}"),
+        ["reports", id] if !id.is_empty() => Some("/reports/{id}"),
+        ["crash", id] if !id.is_empty() => Some("/crash/{id}"),
+        _ => None,
+    }
+}
+
+/// The monitored handlers; `GET /reports/{id}` fails with the service's
+/// error, the tower way.
+async fn monitored(req: Request<Empty<Bytes>>) -> Result<Response<Full<Bytes>>, BoxError> {
+    use watchpost_testkit::monitor;
+
+    let route = req.extensions().get::<Matched>().map(|m| m.0);
+    Ok(match (req.method().as_str(), route) {
+        ("GET", Some("/users/{id}")) => text(200, "user"),
+        ("POST", Some("/users/{id}")) => text(500, ""),
+        ("GET", Some("/reports/{id}")) => return Err(monitor::REPORT_ERROR.into()),
+        ("GET", Some("/crash/{id}")) => text(200, monitor::crash().await),
+        _ => text(404, ""),
+    })
+}
+
+#[tokio::test]
+async fn http_monitor_conforms() {
+    watchpost_testkit::monitor::run(|fixture| async move {
+        let monitored = ServiceBuilder::new()
+            .map_request(|mut req: Request<Empty<Bytes>>| {
+                if let Some(pattern) = route_of(req.uri().path()) {
+                    req.extensions_mut().insert(Matched(pattern));
+                }
+                req
+            })
+            .layer(HttpMonitorLayer::<MatchedRoute>::new(fixture.monitor))
+            .layer(CatchPanicLayer::new())
+            .service_fn(monitored);
+        let monitored = BoxCloneService::new(monitored);
+        // The probes outside the monitor.
+        let health = HealthService::new(fixture.health);
+        let app = service_fn(move |req: Request<Empty<Bytes>>| {
+            let (health, monitored) = (health.clone(), monitored.clone());
+            async move {
+                if health.get_ref().is_probe_path(req.uri().path()) {
+                    health.oneshot(req).await
+                } else {
+                    // What serving does with a service error: a 500.
+                    let result = monitored.oneshot(req).await;
+                    Ok(result.unwrap_or_else(|e| text(500, e.to_string())))
+                }
+            }
+        });
+        Tower(BoxCloneService::new(app))
+    })
+    .await;
 }
