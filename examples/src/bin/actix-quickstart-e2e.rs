@@ -4,6 +4,6 @@
 #[path = "../../actix_quickstart.rs"]
 mod actix_quickstart;
 
-fn main() {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     actix_quickstart::main()
 }
