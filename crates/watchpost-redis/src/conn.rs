@@ -6,7 +6,7 @@
 use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -51,6 +51,9 @@ pub(crate) fn notify(on_change: Option<&OnChange>, change: Availability) {
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 const MAX_RETRY: Duration = Duration::from_secs(30);
 
+/// No answer within the timeout.
+struct Late;
+
 /// What came of running a command.
 pub(crate) enum Answer<T> {
     /// Redis answered. `recovered`: this ended an outage that long.
@@ -63,8 +66,43 @@ pub(crate) enum Answer<T> {
     Down { started: Option<String> },
 }
 
+/// Where a connection's tasks run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Driver {
+    /// On the runtime of the first command (the store: the alert delivery
+    /// thread's own runtime).
+    Caller,
+    /// On watchpost-redis's own thread ([`background`]), whatever runtime
+    /// the commands come from (the limiter: actix-web runs one runtime per
+    /// worker thread, and a connection living on one worker would stall
+    /// every worker's checks whenever that one is busy).
+    Background,
+}
+
+/// The runtime of the `watchpost-redis` thread, started on first use;
+/// `None` if the thread or runtime couldn't be created (commands then run
+/// on the caller's runtime).
+fn background() -> Option<&'static tokio::runtime::Handle> {
+    static HANDLE: OnceLock<Option<tokio::runtime::Handle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            let handle = runtime.handle().clone();
+            std::thread::Builder::new()
+                .name("watchpost-redis".into())
+                .spawn(move || runtime.block_on(std::future::pending::<()>()))
+                .ok()?;
+            Some(handle)
+        })
+        .as_ref()
+}
+
 pub(crate) struct Conn {
     client: Client,
+    driver: Driver,
     addr: String,
     password: Option<String>,
     timeout: Duration,
@@ -93,7 +131,11 @@ impl fmt::Debug for Conn {
 }
 
 impl Conn {
-    pub(crate) fn new(client: Client, timeout: Duration) -> Result<Self, BuildError> {
+    pub(crate) fn new(
+        client: Client,
+        timeout: Duration,
+        driver: Driver,
+    ) -> Result<Self, BuildError> {
         if timeout.is_zero() {
             return Err(BuildError::ZeroTimeout);
         }
@@ -106,6 +148,7 @@ impl Conn {
             .map(str::to_owned);
         Ok(Self {
             client,
+            driver,
             addr,
             password,
             timeout,
@@ -131,8 +174,17 @@ impl Conn {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The runtime commands are sent to, for [`Driver::Background`].
+    fn driver_runtime(&self) -> Option<&'static tokio::runtime::Handle> {
+        match self.driver {
+            Driver::Caller => None,
+            Driver::Background => background(),
+        }
+    }
+
     /// The connection, or `None` while waiting to retry a failed Redis.
-    /// The manager's tasks run on the runtime that first asks.
+    /// The manager's tasks run on the driver's runtime: the background
+    /// thread's, or the one that first asks.
     pub(crate) fn connection(&self) -> Option<ConnectionManager> {
         let mut state = self.lock();
         if state
@@ -151,6 +203,7 @@ impl Conn {
             .set_number_of_retries(0)
             .set_connection_timeout(Some(self.timeout))
             .set_response_timeout(Some(self.timeout));
+        let _runtime = self.driver_runtime().map(tokio::runtime::Handle::enter);
         let manager = ConnectionManager::new_lazy_with_config(self.client.clone(), config).ok()?;
         state.manager = Some(manager.clone());
         Some(manager)
@@ -165,7 +218,36 @@ impl Conn {
         let Some(conn) = self.connection() else {
             return Answer::Down { started: None };
         };
-        match tokio::time::timeout(self.timeout, command(conn)).await {
+        let result = tokio::time::timeout(self.timeout, command(conn)).await;
+        self.settle(result.map_err(|_| Late))
+    }
+
+    /// Runs `command` on Redis within the timeout, on the driver's runtime
+    /// (see [`Driver`]); the caller only waits for the answer.
+    pub(crate) async fn run_on_driver<T, F, Fut>(&self, command: F) -> Answer<T>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = RedisResult<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let Some(runtime) = self.driver_runtime() else {
+            return self.run(command).await;
+        };
+        let Some(conn) = self.connection() else {
+            return Answer::Down { started: None };
+        };
+        let task = runtime.spawn(command(conn));
+        let result = match tokio::time::timeout(self.timeout, task).await {
+            Ok(Ok(result)) => Ok(result),
+            // The task panicked or its runtime is gone: as good as no answer.
+            Ok(Err(_)) | Err(_) => Err(Late),
+        };
+        self.settle(result)
+    }
+
+    /// What a command's result means for the connection's state.
+    fn settle<T>(&self, result: Result<RedisResult<T>, Late>) -> Answer<T> {
+        match result {
             Ok(Ok(value)) => {
                 let recovered = self.lock().outage.take().map(|o| o.since.elapsed());
                 Answer::Ok { value, recovered }
@@ -178,7 +260,7 @@ impl Conn {
                 };
                 self.failed(&reason)
             }
-            Err(_) => self.failed(&format!("no answer within {:?}", self.timeout)),
+            Err(Late) => self.failed(&format!("no answer within {:?}", self.timeout)),
         }
     }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use redis::{Client, Script};
 use watchpost::ratelimit::{Decision, DecisionFuture, Quota, RateLimitStore};
 
-use crate::conn::{notify, Answer, Availability, Conn, OnChange, LOG_TARGET};
+use crate::conn::{notify, Answer, Availability, Conn, Driver, OnChange, LOG_TARGET};
 use crate::keys::redis_key;
 use crate::BuildError;
 
@@ -76,9 +76,12 @@ const CLOSED_RETRY: Duration = Duration::from_secs(1);
 ///   meanwhile Redis is retried after 1 s, then less often, up to every
 ///   30 s, and checks in between don't touch the network.
 ///
-/// Builds without connecting; the first check connects, on the runtime
-/// it runs on. Neither logs, errors nor `Debug` output show the URL's
-/// password. Cheap to clone (an `Arc`); clones share the connection.
+/// Builds without connecting; the first check connects. The connection
+/// lives on a thread of its own (`watchpost-redis`), so it serves every
+/// runtime alike (actix-web runs one per worker thread) and a busy worker
+/// never holds up another's checks. Neither logs, errors nor `Debug`
+/// output show the URL's password. Cheap to clone (an `Arc`); clones share
+/// the connection.
 ///
 /// # Examples
 ///
@@ -160,10 +163,11 @@ impl RedisRateLimiter {
             .unwrap_or(u64::MAX)
             .max(1);
         let limit = quota.burst_size().get();
+        let owner = Arc::clone(&self.inner);
         let answer = inner
             .conn
-            .run(|mut conn| async move {
-                let mut call = inner.gcra.key(&redis_key);
+            .run_on_driver(|mut conn| async move {
+                let mut call = owner.gcra.key(&redis_key);
                 call.arg(t).arg(limit);
                 call.invoke_async::<(i64, i64, i64)>(&mut conn).await
             })
@@ -374,7 +378,7 @@ impl RedisRateLimiterBuilder {
     ///
     /// The URL is invalid, the timeout is zero, or the prefix is empty.
     pub fn build(self) -> Result<RedisRateLimiter, BuildError> {
-        let conn = Conn::new(self.client?, self.timeout)?;
+        let conn = Conn::new(self.client?, self.timeout, Driver::Background)?;
         if self.prefix.is_empty() {
             return Err(BuildError::EmptyPrefix);
         }

@@ -11,7 +11,7 @@ use redis::aio::ConnectionManager;
 use redis::{Client, RedisResult, Script};
 use watchpost::alert::{AlertStore, Claim, MemoryStore, StoreFuture};
 
-use crate::conn::{notify, Answer, Availability, Conn, OnChange, LOG_TARGET};
+use crate::conn::{notify, Answer, Availability, Conn, Driver, OnChange, LOG_TARGET};
 use crate::keys::redis_key;
 
 /// Deliver (returns the suppressed count) or count (returns -1), atomically.
@@ -262,7 +262,7 @@ impl RedisStoreBuilder {
     ///
     /// The URL is invalid, the timeout or TTL is zero, or the prefix empty.
     pub fn build(self) -> Result<RedisStore, BuildError> {
-        let conn = Conn::new(self.client?, self.timeout)?;
+        let conn = Conn::new(self.client?, self.timeout, Driver::Caller)?;
         if self.incident_ttl.is_zero() {
             return Err(BuildError::ZeroIncidentTtl);
         }

@@ -275,3 +275,30 @@ async fn recovery_is_automatic_and_logged_once() {
     assert_eq!(changes[0], Availability::Unavailable);
     assert!(matches!(changes[1], Availability::Recovered { .. }));
 }
+
+/// actix-web runs one runtime per worker: the connection must not belong
+/// to whichever runtime checked first. Here the first runtime is even gone
+/// before the second checks.
+#[test]
+fn checks_from_several_runtimes_share_one_connection_that_outlives_them() {
+    let Some(redis) = Redis::get("rl") else {
+        return;
+    };
+    let limiter = redis.limiter("5/min");
+    let on_new_runtime = |limiter: &RedisRateLimiter| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(limiter.check("worker-client"))
+    };
+    let remaining: Vec<u32> = (0..3)
+        .map(|_| {
+            let d = on_new_runtime(&limiter);
+            assert!(d.allowed, "{d:?}");
+            d.remaining
+        })
+        .collect();
+    assert_eq!(remaining, [4, 3, 2]);
+    assert!(limiter.is_available(), "never fell back");
+}
