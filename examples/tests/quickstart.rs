@@ -10,14 +10,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step should panic
 
+mod common;
+
 use std::fmt;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::{free_port, get, get_with, request, request_raw, Server};
 use watchpost_testkit::fake_http::{telegram_error, telegram_ok, FakeHttp};
 
 /// Which quickstart a test drives.
@@ -32,11 +30,11 @@ enum Flavor {
 impl Flavor {
     /// The quickstart program (built as a binary of this package, so cargo
     /// rebuilds it before these tests).
-    fn bin(self) -> PathBuf {
-        PathBuf::from(match self {
+    fn bin(self) -> &'static str {
+        match self {
             Flavor::Axum => env!("CARGO_BIN_EXE_quickstart-e2e"),
             Flavor::Actix => env!("CARGO_BIN_EXE_actix-quickstart-e2e"),
-        })
+        }
     }
 }
 
@@ -112,191 +110,18 @@ fn run_as(flavor: Flavor, test: fn(Flavor)) {
     }
 }
 
-/// Runs the program expecting it to exit (a startup error); kills it and
-/// fails if it is still running after a generous bound.
+/// Runs the program expecting it to exit (a startup error): whether it
+/// exited 0, and what it printed.
 fn run_to_exit(flavor: Flavor, envs: &[(&str, &str)]) -> (bool, String) {
-    let mut cmd = Command::new(flavor.bin());
-    cmd.env("PORT", free_port().to_string())
-        .env_remove("UPSTREAM_URL")
-        .env_remove("RATE_LIMIT")
-        .env_remove("DATABASE_URL")
-        .env_remove("REDIS_URL")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for var in ALERT_VARS {
-        cmd.env_remove(var);
-    }
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("still running: a startup error should have stopped it");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    (status.success(), stderr)
+    let mut all = vec![("PORT", free_port().to_string())];
+    all.extend(envs.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    let (status, output) = common::run_to_exit(flavor.bin(), &all);
+    (status.success(), output)
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Server {
-    child: Child,
-    port: u16,
-    /// Everything the program printed, stdout and stderr.
-    output: Arc<Mutex<String>>,
-}
-
-impl Server {
-    fn output(&self) -> String {
-        self.output.lock().unwrap().clone()
-    }
-
-    /// SIGTERM, then waits for the exit (a generous bound: only catches a
-    /// hang); returns whether it exited 0.
-    #[cfg(unix)]
-    fn terminate(&mut self) -> bool {
-        let killed = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(killed.success());
-        self.wait_exit()
-    }
-
-    fn wait_exit(&mut self) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.success();
-            }
-            assert!(Instant::now() < deadline, "did not exit");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// The `flavor` quickstart, serving on a free port.
 fn start(flavor: Flavor, envs: &[(&str, String)]) -> Server {
-    let port = free_port();
-    let mut cmd = Command::new(flavor.bin());
-    cmd.env("PORT", port.to_string())
-        .env_remove("UPSTREAM_URL")
-        .env_remove("RATE_LIMIT")
-        .env_remove("DATABASE_URL")
-        .env_remove("REDIS_URL")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for var in ALERT_VARS {
-        cmd.env_remove(var);
-    }
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let output = Arc::new(Mutex::new(String::new()));
-    // It prints the URLs it serves once listening.
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut first = String::new();
-    stdout.read_line(&mut first).unwrap();
-    assert_eq!(
-        first.trim(),
-        format!("listening on http://127.0.0.1:{port}")
-    );
-    output.lock().unwrap().push_str(&first);
-    let collect = |stream: Box<dyn Read + Send>, output: Arc<Mutex<String>>| {
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines() {
-                let Ok(line) = line else { break };
-                let mut output = output.lock().unwrap();
-                output.push_str(&line);
-                output.push('\n');
-            }
-        })
-    };
-    collect(Box::new(stdout), output.clone());
-    collect(Box::new(child.stderr.take().unwrap()), output.clone());
-    Server {
-        child,
-        port,
-        output,
-    }
-}
-
-/// The alert variables a developer's shell might have set: never inherited.
-const ALERT_VARS: [&str; 9] = [
-    "TELEGRAM_BOT_TOKEN",
-    "TELEGRAM_CHAT_ID",
-    "WATCHPOST_TELEGRAM_API_URL",
-    "WATCHPOST_TELEGRAM_THREAD_ID",
-    "WATCHPOST_WEBHOOK_URL",
-    "WATCHPOST_WEBHOOK_FORMAT",
-    "WATCHPOST_SENTRY_DSN",
-    "WATCHPOST_SERVICE",
-    "WATCHPOST_ENV",
-];
-
-/// A minimal HTTP/1.1 GET: (status, lowercase headers, body).
-fn get(port: u16, path: &str) -> (u16, String, String) {
-    get_with(port, path, b"")
-}
-
-/// A GET with extra raw header lines (each ending in CRLF).
-fn get_with(port: u16, path: &str, extra_headers: &[u8]) -> (u16, String, String) {
-    request(port, "GET", path, extra_headers)
-}
-
-/// A minimal HTTP/1.1 request without a body, read until the server closes
-/// the connection: (status, lowercase head, body).
-fn request(port: u16, method: &str, path: &str, extra_headers: &[u8]) -> (u16, String, String) {
-    let (status, head, body) = request_raw(port, method, path, extra_headers);
-    (status, head.to_ascii_lowercase(), body)
-}
-
-/// [`request`], the head as received.
-fn request_raw(port: u16, method: &str, path: &str, extra_headers: &[u8]) -> (u16, String, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let mut request =
-        format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n")
-            .into_bytes();
-    request.extend_from_slice(extra_headers);
-    request.extend_from_slice(b"\r\n");
-    stream.write_all(&request).unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).unwrap();
-    let raw = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, head.to_owned(), body.to_owned())
+    Server::start(flavor.bin(), envs)
 }
 
 /// The axum and the actix-web quickstart, given the same environment and
@@ -532,11 +357,7 @@ fn a_dead_upstream_fails_readiness_only_and_stays_private(flavor: Flavor) {
 fn sigterm_fails_readiness_then_exits_cleanly(flavor: Flavor) {
     let mut server = start(flavor, &[]);
     assert_eq!(get(server.port, "/readyz").0, 200);
-    let killed = Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    server.sigterm();
 
     // During the drain delay: readiness 503, liveness 200.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -690,7 +511,7 @@ fn a_handler_panic_alerts_once_and_serving_goes_on(flavor: Flavor) {
     // 51 failures out of 53 requests in a minute are also one 5xx-rate
     // incident (the monitor rules run every second, the drain lasts two),
     // counting the panics under their route.
-    assert!(server.terminate(), "exit 0");
+    assert!(server.terminate().success(), "exit 0");
     let requests = telegram.requests();
     let texts: Vec<String> = requests
         .iter()
@@ -738,7 +559,7 @@ fn a_telegram_429_is_waited_out_and_pending_alerts_are_flushed_at_exit(flavor: F
 
     // Stop at once: the retry is due after the two-second drain, so only the
     // flush at exit can deliver it.
-    assert!(server.terminate(), "exit 0");
+    assert!(server.terminate().success(), "exit 0");
     let requests = telegram.requests();
     assert_eq!(requests.len(), 2, "the 429, then the retry");
     let waited = requests[1].at.duration_since(requests[0].at);
@@ -775,7 +596,7 @@ fn a_burst_of_errors_raises_exactly_one_error_rate_alert(flavor: Flavor) {
     // Probes are not counted: a 503 from /readyz is a signal, not an error.
     assert_eq!(get(server.port, "/livez").0, 200);
 
-    assert!(server.terminate(), "exit 0");
+    assert!(server.terminate().success(), "exit 0");
     let requests = telegram.requests();
     assert_eq!(requests.len(), 1, "one incident, no other message");
     let text = requests[0].json()["text"].as_str().unwrap().to_owned();
@@ -831,7 +652,7 @@ fn the_monitor_counts_the_routes_not_the_probes_or_unknown_paths(flavor: Flavor)
         "no error-rate alert: more than 20 requests were counted"
     );
 
-    assert!(server.terminate(), "exit 0");
+    assert!(server.terminate().success(), "exit 0");
     let texts: Vec<String> = telegram
         .requests()
         .iter()
@@ -905,8 +726,8 @@ fn two_quickstarts_sharing_redis_send_one_message_for_the_same_panic(flavor: Fla
     assert!(telegram.wait_for(1, Duration::from_secs(30)));
     assert_eq!(get(b.port, "/panic").0, 500);
     // Both flush at exit: whatever either was going to send is sent.
-    assert!(a.terminate(), "exit 0");
-    assert!(b.terminate(), "exit 0");
+    assert!(a.terminate().success(), "exit 0");
+    assert!(b.terminate().success(), "exit 0");
     let texts: Vec<String> = telegram
         .requests()
         .iter()
@@ -998,7 +819,7 @@ fn redis_down_still_alerts_and_says_so_once(flavor: Flavor) {
         // Fail open: allowed, with a first request's headers.
         assert!(head.contains("ratelimit: \"default\";r=119;t=1"), "{head}");
     }
-    assert!(server.terminate(), "exit 0");
+    assert!(server.terminate().success(), "exit 0");
     let texts: Vec<String> = telegram
         .requests()
         .iter()

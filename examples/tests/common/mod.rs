@@ -209,10 +209,33 @@ pub(crate) fn get(port: u16, path: &str) -> (u16, String, String) {
 
 /// A GET with extra raw header lines (each ending in CRLF).
 pub(crate) fn get_with(port: u16, path: &str, extra_headers: &[u8]) -> (u16, String, String) {
+    request(port, "GET", path, extra_headers)
+}
+
+/// A minimal HTTP/1.1 request without a body, read until the server closes
+/// the connection: (status, lowercase head, body).
+pub(crate) fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    extra_headers: &[u8],
+) -> (u16, String, String) {
+    let (status, head, body) = request_raw(port, method, path, extra_headers);
+    (status, head.to_ascii_lowercase(), body)
+}
+
+/// [`request`], the head as received.
+pub(crate) fn request_raw(
+    port: u16,
+    method: &str,
+    path: &str,
+    extra_headers: &[u8],
+) -> (u16, String, String) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream.set_read_timeout(Some(HANG)).unwrap();
     let mut request =
-        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n").into_bytes();
+        format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n")
+            .into_bytes();
     request.extend_from_slice(extra_headers);
     request.extend_from_slice(b"\r\n");
     stream.write_all(&request).unwrap();
@@ -221,7 +244,7 @@ pub(crate) fn get_with(port: u16, path: &str, extra_headers: &[u8]) -> (u16, Str
     let raw = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = raw.split_once("\r\n\r\n").unwrap();
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, head.to_ascii_lowercase(), body.to_owned())
+    (status, head.to_owned(), body.to_owned())
 }
 
 /// The `text` of every message a fake Telegram Bot API received.
