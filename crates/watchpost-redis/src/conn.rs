@@ -36,6 +36,53 @@ pub enum Availability {
 
 pub(crate) type OnChange = Arc<dyn Fn(Availability) + Send + Sync>;
 
+/// What the store's and the limiter's builders share.
+pub(crate) struct Settings {
+    pub(crate) client: Result<Client, BuildError>,
+    pub(crate) prefix: String,
+    pub(crate) timeout: Duration,
+    pub(crate) on_change: Option<OnChange>,
+}
+
+impl Settings {
+    pub(crate) fn new(client: Result<Client, BuildError>, timeout: Duration) -> Self {
+        Self {
+            client,
+            prefix: "watchpost".to_owned(),
+            timeout,
+            on_change: None,
+        }
+    }
+
+    /// Adds the settings to a builder's `Debug`, the address without its
+    /// password.
+    pub(crate) fn debug_fields(&self, d: &mut fmt::DebugStruct<'_, '_>) {
+        d.field(
+            "addr",
+            &self
+                .client
+                .as_ref()
+                .map(|c| c.get_connection_info().addr().to_string()),
+        )
+        .field("prefix", &self.prefix)
+        .field("timeout", &self.timeout)
+        .field("on_change", &self.on_change.as_ref().map(|_| "set"));
+    }
+
+    /// The connection, prefix and callback, checked: the URL, a non-zero
+    /// timeout, a non-empty prefix.
+    pub(crate) fn build(
+        self,
+        driver: Driver,
+    ) -> Result<(Conn, String, Option<OnChange>), BuildError> {
+        let conn = Conn::new(self.client?, self.timeout, driver)?;
+        if self.prefix.is_empty() {
+            return Err(BuildError::EmptyPrefix);
+        }
+        Ok((conn, self.prefix, self.on_change))
+    }
+}
+
 /// Calls the `on_change` callback, if any; a panic in it is logged, not
 /// propagated.
 pub(crate) fn notify(on_change: Option<&OnChange>, change: Availability) {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use redis::{Client, Script};
 use watchpost::ratelimit::{Decision, DecisionFuture, Quota, RateLimitStore};
 
-use crate::conn::{notify, Answer, Availability, Conn, Driver, OnChange, LOG_TARGET};
+use crate::conn::{notify, Answer, Availability, Conn, Driver, OnChange, Settings, LOG_TARGET};
 use crate::keys::redis_key;
 use crate::BuildError;
 
@@ -300,29 +300,17 @@ fn decision(quota: Quota, (allowed, remaining, wait_us): (i64, i64, i64)) -> Dec
 /// ```
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct RedisRateLimiterBuilder {
-    client: Result<Client, BuildError>,
+    settings: Settings,
     quota: Quota,
-    prefix: String,
-    timeout: Duration,
     fail_closed: bool,
-    on_change: Option<OnChange>,
 }
 
 impl fmt::Debug for RedisRateLimiterBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisRateLimiterBuilder")
-            .field(
-                "addr",
-                &self
-                    .client
-                    .as_ref()
-                    .map(|c| c.get_connection_info().addr().to_string()),
-            )
-            .field("quota", &self.quota)
-            .field("prefix", &self.prefix)
-            .field("timeout", &self.timeout)
+        let mut d = f.debug_struct("RedisRateLimiterBuilder");
+        self.settings.debug_fields(&mut d);
+        d.field("quota", &self.quota)
             .field("fail_closed", &self.fail_closed)
-            .field("on_change", &self.on_change.as_ref().map(|_| "set"))
             .finish()
     }
 }
@@ -330,12 +318,9 @@ impl fmt::Debug for RedisRateLimiterBuilder {
 impl RedisRateLimiterBuilder {
     fn new(client: Result<Client, BuildError>, quota: Quota) -> Self {
         Self {
-            client,
+            settings: Settings::new(client, Duration::from_millis(250)),
             quota,
-            prefix: "watchpost".to_owned(),
-            timeout: Duration::from_millis(250),
             fail_closed: false,
-            on_change: None,
         }
     }
 
@@ -343,7 +328,7 @@ impl RedisRateLimiterBuilder {
     /// are `{prefix}:rl:{key}`. Limiters with the same prefix and key share
     /// one budget: give limiters with different quotas different prefixes.
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
+        self.settings.prefix = prefix.into();
         self
     }
 
@@ -351,7 +336,7 @@ impl RedisRateLimiterBuilder {
     /// deciding as if Redis were down (default 250 ms). Every request
     /// waits on the check, so keep it short.
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.settings.timeout = timeout;
         self
     }
 
@@ -368,7 +353,7 @@ impl RedisRateLimiterBuilder {
     /// [`Alerter::fire`](watchpost::alert::Alerter::fire) is fine (it never
     /// blocks); see the [crate docs](crate).
     pub fn on_change(mut self, f: impl Fn(Availability) + Send + Sync + 'static) -> Self {
-        self.on_change = Some(Arc::new(f));
+        self.settings.on_change = Some(Arc::new(f));
         self
     }
 
@@ -378,17 +363,14 @@ impl RedisRateLimiterBuilder {
     ///
     /// The URL is invalid, the timeout is zero, or the prefix is empty.
     pub fn build(self) -> Result<RedisRateLimiter, BuildError> {
-        let conn = Conn::new(self.client?, self.timeout, Driver::Background)?;
-        if self.prefix.is_empty() {
-            return Err(BuildError::EmptyPrefix);
-        }
+        let (conn, prefix, on_change) = self.settings.build(Driver::Background)?;
         Ok(RedisRateLimiter {
             inner: Arc::new(Inner {
                 conn,
-                prefix: self.prefix,
+                prefix,
                 quota: self.quota,
                 fail_closed: self.fail_closed,
-                on_change: self.on_change,
+                on_change,
                 gcra: Script::new(GCRA),
             }),
         })

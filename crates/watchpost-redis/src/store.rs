@@ -11,7 +11,7 @@ use redis::aio::ConnectionManager;
 use redis::{Client, RedisResult, Script};
 use watchpost::alert::{AlertStore, Claim, MemoryStore, StoreFuture};
 
-use crate::conn::{notify, Answer, Availability, Conn, Driver, OnChange, LOG_TARGET};
+use crate::conn::{notify, Answer, Availability, Conn, Driver, OnChange, Settings, LOG_TARGET};
 use crate::keys::redis_key;
 
 /// Deliver (returns the suppressed count) or count (returns -1), atomically.
@@ -185,46 +185,30 @@ impl RedisStore {
 /// ```
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct RedisStoreBuilder {
-    client: Result<Client, BuildError>,
-    prefix: String,
+    settings: Settings,
     incident_ttl: Duration,
-    timeout: Duration,
-    on_change: Option<OnChange>,
 }
 
 impl fmt::Debug for RedisStoreBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisStoreBuilder")
-            .field(
-                "addr",
-                &self
-                    .client
-                    .as_ref()
-                    .map(|c| c.get_connection_info().addr().to_string()),
-            )
-            .field("prefix", &self.prefix)
-            .field("incident_ttl", &self.incident_ttl)
-            .field("timeout", &self.timeout)
-            .field("on_change", &self.on_change.as_ref().map(|_| "set"))
-            .finish()
+        let mut d = f.debug_struct("RedisStoreBuilder");
+        self.settings.debug_fields(&mut d);
+        d.field("incident_ttl", &self.incident_ttl).finish()
     }
 }
 
 impl RedisStoreBuilder {
     fn new(client: Result<Client, BuildError>) -> Self {
         Self {
-            client,
-            prefix: "watchpost".to_owned(),
+            settings: Settings::new(client, Duration::from_secs(1)),
             incident_ttl: Duration::from_secs(7 * 24 * 3600),
-            timeout: Duration::from_secs(1),
-            on_change: None,
         }
     }
 
     /// The prefix of every key (default `watchpost`). Services sharing a
     /// Redis but not their alerts need different prefixes.
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
+        self.settings.prefix = prefix.into();
         self
     }
 
@@ -241,7 +225,7 @@ impl RedisStoreBuilder {
     /// store timeout (2 s), or the Alerter gives up first and delivers
     /// without dedupe.
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.settings.timeout = timeout;
         self
     }
 
@@ -252,7 +236,7 @@ impl RedisStoreBuilder {
     /// [`resolve`](watchpost::alert::Alerter::resolve) from here is fine
     /// (they never block); see the [crate docs](crate) for the wiring.
     pub fn on_change(mut self, f: impl Fn(Availability) + Send + Sync + 'static) -> Self {
-        self.on_change = Some(Arc::new(f));
+        self.settings.on_change = Some(Arc::new(f));
         self
     }
 
@@ -262,19 +246,16 @@ impl RedisStoreBuilder {
     ///
     /// The URL is invalid, the timeout or TTL is zero, or the prefix empty.
     pub fn build(self) -> Result<RedisStore, BuildError> {
-        let conn = Conn::new(self.client?, self.timeout, Driver::Caller)?;
+        let (conn, prefix, on_change) = self.settings.build(Driver::Caller)?;
         if self.incident_ttl.is_zero() {
             return Err(BuildError::ZeroIncidentTtl);
-        }
-        if self.prefix.is_empty() {
-            return Err(BuildError::EmptyPrefix);
         }
         Ok(RedisStore {
             inner: Arc::new(Inner {
                 conn,
-                prefix: self.prefix,
+                prefix,
                 incident_ttl: self.incident_ttl,
-                on_change: self.on_change,
+                on_change,
                 local: MemoryStore::new(),
                 claim: Script::new(CLAIM),
                 close: Script::new(CLOSE),
