@@ -15,9 +15,8 @@ use std::time::Duration;
 
 use watchpost::checks::fn_check;
 use watchpost::health::HealthChecks;
-use watchpost::ratelimit::{
-    DecisionFuture, FakeClock, KeyedRateLimiter, Quota, RateLimitStore, RateLimiter,
-};
+use watchpost::ratelimit::{DecisionFuture, KeyedRateLimiter, Quota, RateLimitStore, RateLimiter};
+use watchpost::ManualClock;
 
 use crate::{Harness, TestRequest, TestResponse};
 
@@ -29,12 +28,12 @@ pub struct Fixture {
     /// One passing readiness check.
     pub health: HealthChecks,
     /// The limiter's clock.
-    pub clock: FakeClock,
+    pub clock: ManualClock,
 }
 
 /// Builds the fixture.
 pub fn fixture() -> Fixture {
-    let clock = FakeClock::new();
+    let clock = ManualClock::new();
     let health = HealthChecks::builder()
         .readiness("db", fn_check(|| async { true }))
         .build()
@@ -42,7 +41,7 @@ pub fn fixture() -> Fixture {
     let limiter = RateLimiter::per_ip("3/min".parse().expect("valid quota"))
         .route("/api/chat", "1/min".parse().expect("valid quota"))
         .exempt_health(&health)
-        .clock(clock.clone());
+        .clock(clock.clock());
     Fixture {
         limiter,
         health,
@@ -59,20 +58,20 @@ pub fn shared_fixture() -> (Fixture, SlowStore) {
     (fixture, store)
 }
 
-/// A [`RateLimitStore`] that counts in memory (GCRA on a [`FakeClock`],
+/// A [`RateLimitStore`] that counts in memory (GCRA on a [`ManualClock`],
 /// one limiter per quota) and answers only after yielding to the runtime,
 /// as a store across the network would: adapters must wait for it, and
 /// answer exactly as they do in memory.
 #[derive(Clone, Debug)]
 pub struct SlowStore {
-    clock: FakeClock,
+    clock: ManualClock,
     limiters: Arc<Mutex<HashMap<Quota, KeyedRateLimiter<String>>>>,
     checks: Arc<Mutex<u64>>,
 }
 
 impl SlowStore {
     /// An empty store on `clock`.
-    pub fn new(clock: FakeClock) -> Self {
+    pub fn new(clock: ManualClock) -> Self {
         Self {
             clock,
             limiters: Arc::default(),
@@ -93,7 +92,7 @@ impl RateLimitStore for SlowStore {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .entry(quota)
-            .or_insert_with(|| KeyedRateLimiter::new(quota).clock(self.clock.clone()))
+            .or_insert_with(|| KeyedRateLimiter::new(quota).clock(self.clock.clock()))
             .clone();
         let (key, checks) = (key.to_owned(), self.checks.clone());
         Box::pin(async move {

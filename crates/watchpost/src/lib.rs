@@ -57,10 +57,14 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod alert;
+mod clock;
 pub mod client_ip;
+mod engine;
 pub mod health;
 pub mod monitor;
 pub mod panic;
 pub mod ratelimit;
 
 pub mod checks;
+
+pub use clock::{Clock, Elapsed, ManualClock, Sleep, Timeout};

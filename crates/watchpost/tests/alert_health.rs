@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use watchpost::alert::{Alerter, MemorySink, NotificationKind, Severity};
 use watchpost::checks::fn_check;
-use watchpost::health::{CheckSpec, HealthChecks, HealthChecksBuilder, Probe};
+use watchpost::health::{CheckSpec, HealthChecks, HealthChecksBuilder};
+use watchpost::ManualClock;
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -29,32 +30,44 @@ fn switch(up: &Arc<AtomicBool>) -> impl watchpost::health::Check {
 }
 
 struct Harness {
-    health: HealthChecks,
+    _health: HealthChecks,
     alerter: Alerter,
     sink: MemorySink,
+    manual: ManualClock,
 }
 
 impl Harness {
-    /// `configure` adds the checks; every evaluation runs them (no cache).
+    /// `configure` adds the checks; they run in the background every
+    /// second of a manual clock, with no probe at all.
     fn new(configure: impl FnOnce(HealthChecksBuilder) -> HealthChecksBuilder) -> Self {
         let sink = MemorySink::new();
-        let alerter = Alerter::builder().sink(sink.clone()).build().unwrap();
+        let manual = ManualClock::new();
+        let alerter = Alerter::builder()
+            .sink(sink.clone())
+            .clock(manual.clock())
+            .build()
+            .unwrap();
         let health = configure(HealthChecks::builder())
-            .cache_for(Duration::ZERO)
+            .background(Duration::from_secs(1))
             .alert_on_failure(alerter.clone())
             .build()
             .unwrap();
+        assert!(health.runs_in_background());
+        // The first run starts with the checks; `probe` counts the next ones.
+        manual.tick();
         Self {
-            health,
+            _health: health,
             alerter,
             sink,
+            manual,
         }
     }
 
-    /// Runs the readiness probe `n` times and waits for the alerts.
+    /// Lets `n` background runs happen (`n` seconds of virtual time) and
+    /// waits for the alerts.
     async fn probe(&self, n: usize) {
         for _ in 0..n {
-            self.health.evaluate(Probe::Readiness).await;
+            self.manual.advance(Duration::from_secs(1));
         }
         assert!(self.alerter.flush(WAIT));
     }
@@ -208,10 +221,9 @@ async fn each_check_is_its_own_incident() {
 async fn liveness_checks_alert_too() {
     let up = Arc::new(AtomicBool::new(true));
     let h = Harness::new(|b| b.liveness("worker-loop", switch(&up)));
-    h.health.evaluate(Probe::Liveness).await;
+    h.probe(1).await;
     up.store(false, Ordering::SeqCst);
-    h.health.evaluate(Probe::Liveness).await;
-    assert!(h.alerter.flush(WAIT));
+    h.probe(1).await;
     assert_eq!(h.kinds(), [NotificationKind::Firing]);
     assert_eq!(h.sink.notifications()[0].key(), "health:worker-loop");
 }

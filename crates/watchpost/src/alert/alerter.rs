@@ -3,7 +3,6 @@
 use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
-use std::thread::ThreadId;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::env::ConfigError;
@@ -14,7 +13,8 @@ use super::sink::Sink;
 use super::sinks::LogSink;
 use super::store::{AlertStore, MemoryStore};
 use super::worker::{self, Counters, DeliveryConfig, Done, Job, Queue, StoreOp};
-use crate::monitor::{Clock, Tick};
+use crate::clock::{Clock, Tick};
+use crate::engine::Engine;
 
 /// Sends alerts to Telegram, webhooks and the log without ever blocking or
 /// failing the caller, once per incident.
@@ -58,7 +58,7 @@ struct Inner {
     queue: Arc<Queue>,
     counters: Arc<Counters>,
     sinks: Vec<String>,
-    worker: ThreadId,
+    engine: Engine,
 }
 
 impl Drop for Inner {
@@ -184,7 +184,7 @@ impl Alerter {
     /// stopped, or from `spawn_blocking`. Called on the delivery thread
     /// (from a custom sink) it returns `false` at once.
     pub fn flush(&self, timeout: Duration) -> bool {
-        if std::thread::current().id() == self.inner.worker {
+        if self.inner.engine.is_current() {
             return false;
         }
         self.inner.queue.wait_idle(timeout)
@@ -245,7 +245,19 @@ impl Alerter {
 
     /// Whether the current thread is this alerter's delivery thread.
     pub(crate) fn is_delivery_thread(&self) -> bool {
-        std::thread::current().id() == self.inner.worker
+        self.inner.engine.is_current()
+    }
+
+    /// watchpost's thread, which this alerter delivers on.
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// Evaluates `watcher` once per tick of `clock` until it is dropped:
+    /// on this alerter's thread for the system clock, when advanced for a
+    /// manual one.
+    pub(crate) fn watch(&self, clock: &Clock, watcher: Weak<dyn Tick>) {
+        clock.register(self.inner.engine.watchers(), watcher);
     }
 }
 
@@ -601,7 +613,7 @@ impl AlerterBuilder {
             .unwrap_or_else(|| Arc::new(MemoryStore::new()) as Arc<dyn AlertStore>);
         let counters = Arc::new(Counters::default());
         let queue = Arc::new(Queue::new(self.queue_capacity, counters.clone()));
-        let handle = worker::spawn(queue.clone(), sinks, store, self.delivery, counters.clone())
+        let engine = worker::spawn(queue.clone(), sinks, store, self.delivery, counters.clone())
             .map_err(ConfigError::Spawn)?;
         let origin = self.clock.now();
         let inner = Arc::new(Inner {
@@ -611,11 +623,11 @@ impl AlerterBuilder {
             queue,
             counters,
             sinks: names,
-            worker: handle.thread().id(),
+            engine,
         });
         if self.looping.is_some() {
             let weak: Weak<dyn Tick> = Arc::downgrade(&inner) as Weak<dyn Tick>;
-            inner.clock.register(weak);
+            inner.clock.register(inner.engine.watchers(), weak);
         }
         Ok(Alerter { inner })
     }

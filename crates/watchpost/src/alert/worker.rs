@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 use super::notification::{Notification, NotificationKind};
 use super::sink::{Pacing, Sink, SinkError, SinkErrorKind};
 use super::store::{AlertStore, Claim};
+use crate::engine::Engine;
 
 /// Target of watchpost's own delivery logs. The tracing layer ignores it,
 /// and nothing logged here is ever routed back into an `Alerter`.
@@ -282,24 +283,21 @@ impl Lane {
     }
 }
 
-/// Starts the delivery thread.
+/// Marks the calling thread as watchpost's, where a panic or an error
+/// event must not become an alert.
+pub(crate) fn mark_delivery_thread() {
+    ON_DELIVERY_THREAD.with(|f| f.set(true));
+}
+
+/// Starts watchpost's thread, delivering what `queue` receives.
 pub(crate) fn spawn(
     queue: Arc<Queue>,
     sinks: Vec<Arc<dyn Sink>>,
     store: Arc<dyn AlertStore>,
     config: DeliveryConfig,
     counters: Arc<Counters>,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .thread_name("watchpost-alerts")
-        .build()?;
-    std::thread::Builder::new()
-        .name("watchpost-alerts".to_owned())
-        .spawn(move || {
-            ON_DELIVERY_THREAD.with(|f| f.set(true));
-            runtime.block_on(run(queue, sinks, store, config, counters));
-        })
+) -> std::io::Result<Engine> {
+    Engine::start(run(queue, sinks, store, config, counters))
 }
 
 async fn run(

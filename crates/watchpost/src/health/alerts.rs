@@ -16,10 +16,12 @@ impl HealthChecksBuilder {
     /// - **Every check alerts**, whichever probe runs it: a readiness check
     ///   (a dependency is down), a liveness one (the process is stuck, and
     ///   on a plain VPS nobody restarts it), one that runs only in
-    ///   `/healthz`. A check alerts when a probe runs it: with checks run
-    ///   on demand, something must call the probes (the orchestrator, the
-    ///   load balancer or an uptime monitor), or use
-    ///   [background mode](Self::background).
+    ///   `/healthz`.
+    /// - **Without probe traffic.** The checks run in the background on the
+    ///   alerter's thread, every 10 s (or the interval given to
+    ///   [`background`](Self::background)), so a dependency going down
+    ///   fires its incident even when nothing calls the probes (a VPS with
+    ///   no load balancer). Probes answer from the last run.
     /// - **Down** means a critical check reports `fail`, or a
     ///   [non-critical](super::CheckSpec::non_critical) one reports anything
     ///   but `pass`. A critical check reporting `warn` (degraded) is not
@@ -64,7 +66,8 @@ impl HealthChecksBuilder {
     /// assert!(alerter.is_firing("health:postgres"));
     /// # Ok(()) }
     /// ```
-    pub fn alert_on_failure(self, alerter: Alerter) -> Self {
+    pub fn alert_on_failure(mut self, alerter: Alerter) -> Self {
+        self.alerter = Some(alerter.clone());
         self.on_status_change(move |change| on_change(&alerter, change))
     }
 }

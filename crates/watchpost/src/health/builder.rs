@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::check::{Check, DynCheck};
+use crate::alert::Alerter;
+use crate::clock::Clock;
 use super::registry::{Entry, HealthChecks};
 use super::report::StatusChange;
 
@@ -229,6 +231,8 @@ pub struct HealthChecksBuilder {
     require_mark_ready: bool,
     listeners: Vec<Listener>,
     paths: Paths,
+    clock: Option<Clock>,
+    pub(crate) alerter: Option<Alerter>,
 }
 
 impl fmt::Debug for HealthChecksBuilder {
@@ -244,6 +248,8 @@ impl fmt::Debug for HealthChecksBuilder {
             .field("require_mark_ready", &self.require_mark_ready)
             .field("listeners", &self.listeners.len())
             .field("paths", &self.paths)
+            .field("clock", &self.clock)
+            .field("alerter", &self.alerter.is_some())
             .finish()
     }
 }
@@ -259,6 +265,9 @@ impl HealthChecksBuilder {
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
     /// Default time a result is reused.
     pub const DEFAULT_CACHE_FOR: Duration = Duration::from_secs(1);
+    /// Default interval of background runs: checks run this often on
+    /// watchpost's thread when an alerter is attached.
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 
     /// A builder with no checks and the defaults: 2 s timeout, results cached
     /// for 1 s, thresholds of 1, [`Details::Never`], checks run on demand.
@@ -274,6 +283,8 @@ impl HealthChecksBuilder {
             require_mark_ready: false,
             listeners: Vec::new(),
             paths: Paths::default(),
+            clock: None,
+            alerter: None,
         }
     }
 
@@ -331,13 +342,26 @@ impl HealthChecksBuilder {
         self
     }
 
-    /// Runs every check on this interval in a task you spawn
-    /// ([`HealthChecks::background_task`] or
-    /// [`spawn_background`](HealthChecks::spawn_background)); probes then
-    /// only read the last snapshot. Until the first run completes, checks are
-    /// reported failing ("not checked yet"), so readiness answers 503 at startup.
+    /// Runs every check on this interval in the background; probes then
+    /// only read the last snapshot (a probe that comes before the first
+    /// run waits for it).
+    ///
+    /// With an alerter attached ([`alert_on_failure`](Self::alert_on_failure),
+    /// or a [`Watchpost`](crate::Watchpost)), checks always run in the
+    /// background, on watchpost's thread, every 10 s unless set here: a
+    /// dependency going down fires its incident with no probe traffic at
+    /// all. Without one, spawn [`HealthChecks::background_task`] (or call
+    /// [`spawn_background`](HealthChecks::spawn_background)).
     pub fn background(mut self, interval: Duration) -> Self {
         self.mode = Mode::Background(interval);
+        self
+    }
+
+    /// The clock behind caching, timeouts and background runs (default:
+    /// the attached alerter's, or [`Clock::system`]). Tests pass a
+    /// [`ManualClock`](crate::ManualClock)'s.
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = Some(clock);
         self
     }
 
@@ -441,14 +465,24 @@ impl HealthChecksBuilder {
             ));
         }
 
+        let mode = match (self.mode, &self.alerter) {
+            (Mode::OnDemand, Some(_)) => Mode::Background(Self::DEFAULT_INTERVAL),
+            (mode, _) => mode,
+        };
+        let clock = self
+            .clock
+            .or_else(|| self.alerter.as_ref().map(|a| a.clock().clone()))
+            .unwrap_or_default();
         Ok(HealthChecks::from_parts(
             entries,
             self.cache_for,
             self.details,
-            self.mode,
+            mode,
             self.require_mark_ready,
             self.listeners,
             self.paths,
+            clock,
+            self.alerter,
         ))
     }
 }

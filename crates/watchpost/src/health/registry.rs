@@ -7,20 +7,19 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::future::{join_all, FutureExt, Shared, WeakShared};
-use tokio::time::Instant;
 
 use super::builder::{Details, HealthChecksBuilder, Listener, Mode, Paths, Probe};
+use crate::alert::Alerter;
+use crate::clock::{Clock, Tick};
 use super::check::{CheckResult, DynCheck, Observed, Status};
 use super::report::{CheckReport, Report, StatusChange};
 
 /// Output of a check that panicked.
 pub(crate) const PANICKED: &str = "check panicked";
-/// Output of a check that has not run yet in background mode.
-pub(crate) const NOT_CHECKED_YET: &str = "not checked yet";
 
 type RunFuture = Pin<Box<dyn Future<Output = Reading> + Send>>;
 
@@ -65,6 +64,9 @@ pub(crate) struct Inner {
     background_started: AtomicBool,
     listeners: Vec<Listener>,
     pub(crate) paths: Paths,
+    clock: Clock,
+    /// Runs the checks on watchpost's thread, when an alerter is attached.
+    runner: OnceLock<Arc<Runner>>,
 }
 
 pub(crate) struct Entry {
@@ -103,6 +105,67 @@ struct Reading {
     time: SystemTime,
     at: Instant,
     duration: Duration,
+}
+
+/// Runs every check on the background interval, on watchpost's thread: a
+/// watcher of the health checks' clock that starts a run when one is due.
+struct Runner {
+    health: Weak<Inner>,
+    alerter: Alerter,
+    interval: Duration,
+    state: Mutex<RunnerState>,
+}
+
+#[derive(Default)]
+struct RunnerState {
+    next: Option<Instant>,
+    running: bool,
+    last_run: Option<SystemTime>,
+}
+
+impl Runner {
+    fn state(&self) -> MutexGuard<'_, RunnerState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Starts a run on watchpost's thread unless one is running.
+    fn start(self: &Arc<Self>, inner: Arc<Inner>, now: Instant) {
+        {
+            let mut state = self.state();
+            if state.running {
+                return;
+            }
+            state.running = true;
+            state.next = Some(now + self.interval);
+        }
+        let busy = inner.clock.busy();
+        let this = self.clone();
+        self.alerter.engine().spawn(async move {
+            refresh_all(&inner).await;
+            let mut state = this.state();
+            state.running = false;
+            state.last_run = Some(inner.clock.system_time());
+            drop(state);
+            drop(busy);
+        });
+    }
+}
+
+impl Tick for Runner {
+    fn tick(&self, now: Instant) {
+        let Some(inner) = self.health.upgrade() else {
+            return;
+        };
+        let due = {
+            let state = self.state();
+            !state.running && state.next.is_none_or(|next| now >= next)
+        };
+        if due {
+            if let Some(this) = inner.runner.get() {
+                this.start(inner.clone(), now);
+            }
+        }
+    }
 }
 
 impl Entry {
@@ -183,6 +246,7 @@ impl HealthChecks {
         HealthChecksBuilder::new()
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn from_parts(
         entries: Vec<Entry>,
         cache_for: Duration,
@@ -191,21 +255,38 @@ impl HealthChecks {
         require_mark_ready: bool,
         listeners: Vec<Listener>,
         paths: Paths,
+        clock: Clock,
+        alerter: Option<Alerter>,
     ) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                entries,
-                cache_for,
-                details,
-                mode,
-                require_mark_ready,
-                ready: AtomicBool::new(false),
-                shutting_down: AtomicBool::new(false),
-                background_started: AtomicBool::new(false),
-                listeners,
-                paths,
-            }),
+        let inner = Arc::new(Inner {
+            entries,
+            cache_for,
+            details,
+            mode,
+            require_mark_ready,
+            ready: AtomicBool::new(false),
+            shutting_down: AtomicBool::new(false),
+            background_started: AtomicBool::new(false),
+            listeners,
+            paths,
+            clock,
+            runner: OnceLock::new(),
+        });
+        if let (Mode::Background(interval), Some(alerter)) = (inner.mode, alerter) {
+            let runner = Arc::new(Runner {
+                health: Arc::downgrade(&inner),
+                alerter,
+                interval,
+                state: Mutex::default(),
+            });
+            inner.background_started.store(true, Ordering::Release);
+            let _ = inner.runner.set(runner.clone());
+            let weak: Weak<dyn Tick> = Arc::downgrade(&runner) as Weak<dyn Tick>;
+            runner.alerter.watch(&inner.clock, weak);
+            // The first run now, not a tick from now.
+            runner.start(inner.clone(), inner.clock.now());
         }
+        Self { inner }
     }
 
     /// Runs (or reads from cache) the checks of one probe, concurrently, and
@@ -233,7 +314,7 @@ impl HealthChecks {
     /// the probe has no check of that name. Not affected by
     /// [`shutting_down`](Self::shutting_down) or [`mark_ready`](Self::mark_ready).
     pub async fn evaluate_check(&self, probe: Probe, name: &str) -> Option<Report> {
-        let started = Instant::now();
+        let started = self.inner.clock.now();
         let idx = self
             .inner
             .entries
@@ -241,7 +322,8 @@ impl HealthChecks {
             .position(|e| e.in_probe(probe) && &*e.name == name)?;
         let reading = reading(&self.inner, idx).await;
         let check = self.inner.entries[idx].report(reading);
-        Some(Report::new(vec![check], started.elapsed()))
+        let took = self.inner.clock.now().saturating_duration_since(started);
+        Some(Report::new(vec![check], took))
     }
 
     pub(crate) async fn evaluate_excluding(
@@ -249,7 +331,7 @@ impl HealthChecks {
         probe: Probe,
         exclude: &[Cow<'_, str>],
     ) -> Report {
-        let started = Instant::now();
+        let started = self.inner.clock.now();
         if probe == Probe::Readiness {
             if self.is_shutting_down() {
                 return Report::gated("shutting down");
@@ -270,7 +352,8 @@ impl HealthChecks {
             .zip(readings)
             .map(|(&i, r)| self.inner.entries[i].report(r))
             .collect();
-        Report::new(checks, started.elapsed())
+        let took = self.inner.clock.now().saturating_duration_since(started);
+        Report::new(checks, took)
     }
 
     /// Makes readiness answer 503 from now on, while liveness stays 200, so
@@ -321,13 +404,15 @@ impl HealthChecks {
             super::shutdown::wait_for_signal().await;
             this.shutting_down();
             tracing::info!(drain_delay = ?drain_delay, "draining before shutdown");
-            tokio::time::sleep(drain_delay).await;
+            this.inner.clock.sleep(drain_delay).await;
         }
     }
 
     /// The future that runs every check on the interval set with
-    /// [`HealthChecksBuilder::background`], with a first run at once. Spawn it
-    /// on your runtime. Without background mode, or if it is already running,
+    /// [`HealthChecksBuilder::background`], with a first run at once, for
+    /// health checks without an alerter (with one, watchpost's thread
+    /// runs them: nothing to spawn). Spawn it on your runtime. Without
+    /// background mode, or if the checks already run in the background,
     /// it logs a warning and returns at once.
     pub fn background_task(&self) -> impl Future<Output = ()> + Send + 'static {
         let inner = self.inner.clone();
@@ -340,13 +425,24 @@ impl HealthChecks {
                 tracing::warn!("HealthChecks::background_task: already running");
                 return;
             }
-            let mut ticker = tokio::time::interval(interval);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                ticker.tick().await;
-                join_all((0..inner.entries.len()).map(|i| run(inner.clone(), i))).await;
+                let next = inner.clock.sleep(interval);
+                refresh_all(&inner).await;
+                next.await;
             }
         }
+    }
+
+    /// When the background runs last finished a round of every check
+    /// (on this clock), if they run on watchpost's thread and have.
+    pub fn last_background_run(&self) -> Option<SystemTime> {
+        self.inner.runner.get().and_then(|r| r.state().last_run)
+    }
+
+    /// Whether the checks run in the background on watchpost's thread
+    /// (they do when an alerter is attached).
+    pub fn runs_in_background(&self) -> bool {
+        self.inner.runner.get().is_some()
     }
 
     /// Spawns [`background_task`](Self::background_task) on the current Tokio
@@ -378,46 +474,52 @@ async fn reading(inner: &Arc<Inner>, idx: usize) -> Reading {
     let entry = &inner.entries[idx];
     let run_fut = {
         let mut state = entry.state();
+        let now = inner.clock.now();
         let fresh = state.reading.as_ref().filter(|r| match inner.mode {
+            // The last snapshot, however old: the background refreshes it.
             Mode::Background(_) => true,
-            Mode::OnDemand => r.at.elapsed() < inner.cache_for,
+            Mode::OnDemand => now.saturating_duration_since(r.at) < inner.cache_for,
         });
         if let Some(r) = fresh {
             return r.clone();
         }
-        if let Mode::Background(_) = inner.mode {
-            return Reading {
-                status: Status::Fail,
-                output: Some(NOT_CHECKED_YET.to_owned()),
-                observed: None,
-                time: SystemTime::now(),
-                at: Instant::now(),
-                duration: Duration::ZERO,
-            };
-        }
-        match state.inflight.as_ref().and_then(WeakShared::upgrade) {
-            Some(shared) => shared,
-            None => {
-                let fut: RunFuture = Box::pin(run(inner.clone(), idx));
-                let shared: Shared<RunFuture> = fut.shared();
-                state.inflight = shared.downgrade();
-                shared
-            }
-        }
+        inflight(inner, idx, &mut state)
     };
     run_fut.await
+}
+
+/// The run in flight for entry `idx`, or a new one, shared by every caller.
+fn inflight(inner: &Arc<Inner>, idx: usize, state: &mut State) -> Shared<RunFuture> {
+    match state.inflight.as_ref().and_then(WeakShared::upgrade) {
+        Some(shared) => shared,
+        None => {
+            let fut: RunFuture = Box::pin(run(inner.clone(), idx));
+            let shared: Shared<RunFuture> = fut.shared();
+            state.inflight = shared.downgrade();
+            shared
+        }
+    }
+}
+
+/// Runs every check once (joining runs already in flight), concurrently.
+async fn refresh_all(inner: &Arc<Inner>) {
+    let runs: Vec<Shared<RunFuture>> = (0..inner.entries.len())
+        .map(|i| inflight(inner, i, &mut inner.entries[i].state()))
+        .collect();
+    join_all(runs).await;
 }
 
 /// Runs entry `idx` once under its timeout, catching panics, then applies the
 /// thresholds, stores the reading, logs and notifies listeners.
 async fn run(inner: Arc<Inner>, idx: usize) -> Reading {
     let entry = &inner.entries[idx];
-    let time = SystemTime::now();
-    let started = Instant::now();
+    let time = inner.clock.system_time();
+    let started = inner.clock.now();
     let raw = match std::panic::catch_unwind(AssertUnwindSafe(|| entry.check.call())) {
         Err(_) => CheckResult::fail(PANICKED),
         Ok(fut) => {
-            match tokio::time::timeout(entry.timeout, AssertUnwindSafe(fut).catch_unwind()).await {
+            let guarded = AssertUnwindSafe(fut).catch_unwind();
+            match inner.clock.timeout(entry.timeout, guarded).await {
                 Ok(Ok(result)) => result,
                 Ok(Err(_)) => CheckResult::fail(PANICKED),
                 Err(_) => CheckResult::fail(format!(
@@ -427,13 +529,14 @@ async fn run(inner: Arc<Inner>, idx: usize) -> Reading {
             }
         }
     };
-    let duration = started.elapsed();
+    let now = inner.clock.now();
+    let duration = now.saturating_duration_since(started);
 
     let (reading, change, log) = {
         let mut state = entry.state();
         let previous = state.reading.as_ref().map(|r| entry.effective(r.status));
         let log = log_decision(&mut state, (raw.status, raw.output.clone()));
-        let reading = apply_thresholds(entry, &mut state, raw, time, duration);
+        let reading = apply_thresholds(entry, &mut state, raw, time, now, duration);
         state.inflight = None;
         let current = entry.effective(reading.status);
         let change = (previous != Some(current)).then(|| StatusChange {
@@ -482,6 +585,7 @@ fn apply_thresholds(
     state: &mut State,
     raw: CheckResult,
     time: SystemTime,
+    at: Instant,
     duration: Duration,
 ) -> Reading {
     let failed = raw.status == Status::Fail;
@@ -521,7 +625,7 @@ fn apply_thresholds(
         output,
         observed: raw.observed,
         time,
-        at: Instant::now(),
+        at,
         duration,
     }
 }

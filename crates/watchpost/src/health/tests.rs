@@ -45,10 +45,12 @@ impl Check for Scripted {
 async fn thousand_concurrent_probes_run_each_check_once_per_cache_period() {
     let a = Scripted::new(Duration::from_millis(50));
     let b = Scripted::new(Duration::from_millis(80));
+    let manual = crate::ManualClock::new();
     let health = HealthChecks::builder()
         .readiness("a", a.clone())
         .readiness("b", b.clone())
         .cache_for(Duration::from_secs(5))
+        .clock(manual.clock())
         .build()
         .unwrap();
 
@@ -64,12 +66,12 @@ async fn thousand_concurrent_probes_run_each_check_once_per_cache_period() {
     assert_eq!((a.runs(), b.runs()), (1, 1));
 
     // Inside the period: served from cache.
-    tokio::time::advance(Duration::from_secs(4)).await;
+    manual.advance(Duration::from_secs(4));
     health.evaluate(Probe::Health).await;
     assert_eq!((a.runs(), b.runs()), (1, 1));
 
     // After it: one more run each, however many callers.
-    tokio::time::advance(Duration::from_secs(2)).await;
+    manual.advance(Duration::from_secs(2));
     let again: Vec<_> = (0..100)
         .map(|_| health.evaluate(Probe::Readiness))
         .collect();
@@ -361,26 +363,22 @@ async fn background_mode_serves_snapshots() {
         .build()
         .unwrap();
 
-    // Before the first run: not ready, and probing runs nothing.
-    let report = health.evaluate(Probe::Readiness).await;
-    assert_eq!(report.http_status(), 503);
-    assert_eq!(
-        report.check("db").unwrap().output(),
-        Some("not checked yet")
-    );
-    assert_eq!(s.runs(), 0);
+    // Before the first run: a probe runs the check once, rather than
+    // answering 503 for a check nobody ran.
+    assert_eq!(health.evaluate(Probe::Readiness).await.http_status(), 200);
+    assert_eq!(s.runs(), 1);
 
     let task = health.spawn_background();
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(s.runs(), 1, "initial run at start");
+    assert_eq!(s.runs(), 2, "initial run at start");
     for _ in 0..100 {
         assert_eq!(health.evaluate(Probe::Readiness).await.http_status(), 200);
     }
-    assert_eq!(s.runs(), 1, "probes only read the snapshot");
+    assert_eq!(s.runs(), 2, "probes only read the snapshot");
 
     s.set(Status::Fail);
     tokio::time::sleep(Duration::from_secs(10)).await;
-    assert_eq!(s.runs(), 2);
+    assert_eq!(s.runs(), 3);
     assert_eq!(health.evaluate(Probe::Readiness).await.http_status(), 503);
 
     // A second background task would overlap runs: it refuses to start.

@@ -658,9 +658,9 @@ impl HeartbeatBuilder {
         });
         // Only alerting needs ticks: without an alerter, states are
         // computed when asked.
-        if shared.alerter.is_some() {
+        if let Some(alerter) = &shared.alerter {
             let weak: Weak<dyn Tick> = Arc::downgrade(&shared) as Weak<dyn Tick>;
-            shared.clock.register(weak);
+            alerter.watch(&shared.clock, weak);
         }
         Heartbeat { shared }
     }

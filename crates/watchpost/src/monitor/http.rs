@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
-use super::clock::{Clock, Tick};
+use crate::clock::{Clock, Tick};
 use super::window::{Histogram, Totals, Window, BUCKETS, ROUTES};
 use crate::alert::{format_duration, Alert, Alerter, ConfigError};
 
@@ -480,7 +480,7 @@ impl HttpMonitorBuilder {
             clock: self.clock,
         });
         let weak: Weak<dyn Tick> = Arc::downgrade(&shared) as Weak<dyn Tick>;
-        shared.clock.register(weak);
+        shared.alerter.watch(&shared.clock, weak);
         Ok(HttpMonitor { shared })
     }
 }

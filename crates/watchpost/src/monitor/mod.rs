@@ -17,14 +17,13 @@
 //! Watchers are evaluated once a second by one shared background thread,
 //! never on the request path. Give them a [`ManualClock`] in tests.
 
-mod clock;
 mod heartbeat;
 mod http;
 mod threshold;
 mod window;
 
-pub use self::clock::{Clock, ManualClock};
-pub(crate) use self::clock::{Tick, TICK};
+pub use crate::clock::{Clock, ManualClock};
+pub(crate) use crate::clock::{Tick, TICK};
 pub use self::heartbeat::{
     Heartbeat, HeartbeatBuilder, HeartbeatCheck, HeartbeatRun, HeartbeatState,
 };

@@ -522,7 +522,7 @@ impl ThresholdWatcherBuilder {
             nan_logged: AtomicBool::new(false),
         });
         let weak: Weak<dyn Tick> = Arc::downgrade(&shared) as Weak<dyn Tick>;
-        shared.clock.register(weak);
+        shared.alerter.watch(&shared.clock, weak);
         Ok(ThresholdWatcher { shared })
     }
 

@@ -10,7 +10,7 @@ use governor::clock::Clock;
 use governor::middleware::StateInformationMiddleware;
 
 use super::quota::Quota;
-use super::store::{FakeClock, LimiterClock, Store};
+use super::store::{LimiterClock, Store};
 
 type Governor<K> = governor::RateLimiter<K, Store<K>, LimiterClock, StateInformationMiddleware>;
 
@@ -123,10 +123,11 @@ impl<K: Hash + Eq + Clone> fmt::Debug for KeyedRateLimiter<K> {
 impl<K: Hash + Eq + Clone> KeyedRateLimiter<K> {
     /// A limiter with the default key cap and the monotonic clock.
     pub fn new(quota: Quota) -> Self {
-        Self::build(quota, default_max_keys::<K>(), LimiterClock::real())
+        Self::build(quota, default_max_keys::<K>(), crate::Clock::system())
     }
 
-    fn build(quota: Quota, max_keys: usize, clock: LimiterClock) -> Self {
+    fn build(quota: Quota, max_keys: usize, clock: crate::Clock) -> Self {
+        let clock = LimiterClock::new(clock);
         let tau = quota
             .replenish_interval()
             .saturating_mul(quota.burst_size().get() - 1);
@@ -150,18 +151,19 @@ impl<K: Hash + Eq + Clone> KeyedRateLimiter<K> {
     /// Configure before use: this starts from empty state.
     #[must_use]
     pub fn max_keys(self, max_keys: usize) -> Self {
-        Self::build(self.inner.quota, max_keys.max(1), self.inner.clock.clone())
-    }
-
-    /// Uses a [`FakeClock`] (for tests). Configure before use: this starts
-    /// from empty state.
-    #[must_use]
-    pub fn clock(self, clock: FakeClock) -> Self {
         Self::build(
             self.inner.quota,
-            self.inner.max_keys,
-            LimiterClock::Fake(clock),
+            max_keys.max(1),
+            self.inner.clock.clock().clone(),
         )
+    }
+
+    /// Uses `clock` (default [`Clock::system`](crate::Clock::system); a
+    /// [`ManualClock`](crate::ManualClock)'s in tests). Configure before
+    /// use: this starts from empty state.
+    #[must_use]
+    pub fn clock(self, clock: crate::Clock) -> Self {
+        Self::build(self.inner.quota, self.inner.max_keys, clock)
     }
 
     /// Counts one request for `key`.

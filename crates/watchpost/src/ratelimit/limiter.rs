@@ -13,7 +13,6 @@ use bytes::{Bytes, BytesMut};
 use super::keyed::{Decision, KeyedRateLimiter};
 use super::quota::Quota;
 use super::shared::{Check, CheckFuture, RateLimitStore};
-use super::store::FakeClock;
 use crate::client_ip::{ClientIpResolver, Headers, IpNet};
 use crate::health::HealthChecks;
 
@@ -84,7 +83,7 @@ pub struct RateLimiter {
     legacy_headers: bool,
     body: BodyFormat,
     max_keys: Option<usize>,
-    clock: Option<FakeClock>,
+    clock: crate::Clock,
     store: Option<Arc<dyn RateLimitStore>>,
     missing_peer_logged: Arc<AtomicBool>,
 }
@@ -163,14 +162,14 @@ impl RateLimiter {
         Self {
             resolver: ClientIpResolver::new(),
             ipv6_prefix: 64,
-            default: Rule::new("default", quota, None, None),
+            default: Rule::new("default", quota, None, &crate::Clock::system()),
             routes: Vec::new(),
             exempt: Vec::new(),
             count_options: false,
             legacy_headers: false,
             body: BodyFormat::Auto,
             max_keys: None,
-            clock: None,
+            clock: crate::Clock::system(),
             store: None,
             missing_peer_logged: Arc::new(AtomicBool::new(false)),
         }
@@ -215,7 +214,7 @@ impl RateLimiter {
     #[must_use]
     pub fn route(mut self, prefix: impl Into<Cow<'static, str>>, quota: Quota) -> Self {
         let prefix = normalize_prefix(prefix.into());
-        let rule = Rule::new(&prefix, quota, self.max_keys, self.clock.clone());
+        let rule = Rule::new(&prefix, quota, self.max_keys, &self.clock);
         self.routes.retain(|(p, _)| *p != prefix);
         self.routes.push((prefix, rule));
         self.routes
@@ -300,23 +299,20 @@ impl RateLimiter {
         self.store.is_some()
     }
 
-    /// Uses a [`FakeClock`] (for tests). Configure before use.
+    /// Uses `clock` (default [`Clock::system`](crate::Clock::system); a
+    /// [`ManualClock`](crate::ManualClock)'s in tests). Configure before
+    /// use: this starts from empty state.
     #[must_use]
-    pub fn clock(mut self, clock: FakeClock) -> Self {
-        self.clock = Some(clock);
+    pub fn clock(mut self, clock: crate::Clock) -> Self {
+        self.clock = clock;
         self.rebuild()
     }
 
     fn rebuild(mut self) -> Self {
-        let (max_keys, clock) = (self.max_keys, self.clock.clone());
-        self.default = Rule::new(
-            "default",
-            self.default.limiter.quota(),
-            max_keys,
-            clock.clone(),
-        );
+        let (max_keys, clock) = (self.max_keys, &self.clock);
+        self.default = Rule::new("default", self.default.limiter.quota(), max_keys, clock);
         for (prefix, rule) in &mut self.routes {
-            *rule = Rule::new(prefix, rule.limiter.quota(), max_keys, clock.clone());
+            *rule = Rule::new(prefix, rule.limiter.quota(), max_keys, clock);
         }
         self
     }
@@ -417,13 +413,13 @@ impl RateLimiter {
 }
 
 impl Rule {
-    fn new(name: &str, quota: Quota, max_keys: Option<usize>, clock: Option<FakeClock>) -> Self {
+    fn new(name: &str, quota: Quota, max_keys: Option<usize>, clock: &crate::Clock) -> Self {
         let mut limiter = KeyedRateLimiter::new(quota);
         if let Some(max_keys) = max_keys {
             limiter = limiter.max_keys(max_keys);
         }
-        if let Some(clock) = clock {
-            limiter = limiter.clock(clock);
+        if clock.is_manual() {
+            limiter = limiter.clock(clock.clone());
         }
         Self {
             limiter,

@@ -53,7 +53,6 @@ pub use keyed::{Decision, KeyedRateLimiter};
 pub use limiter::{BodyFormat, Outcome, RateLimitHeader, RateLimitRequest, RateLimiter};
 pub use quota::{Quota, QuotaError};
 pub use shared::{Check, CheckFuture, DecisionFuture, RateLimitStore};
-pub use store::FakeClock;
 
 #[cfg(test)]
 mod tests;

@@ -14,59 +14,33 @@ use hashbrown::HashTable;
 
 const SHARDS: usize = 64;
 
-/// A clock you move by hand, for deterministic tests of rate limits.
-///
-/// Clones share the same time.
-///
-/// ```
-/// use std::num::NonZeroU32;
-/// use std::time::Duration;
-/// use watchpost::ratelimit::{FakeClock, KeyedRateLimiter, Quota};
-///
-/// let clock = FakeClock::new();
-/// let limiter = KeyedRateLimiter::new(Quota::per_second(NonZeroU32::MIN)).clock(clock.clone());
-/// assert!(limiter.check(&"alice").allowed);
-/// assert!(!limiter.check(&"alice").allowed);
-/// clock.advance(Duration::from_secs(1));
-/// assert!(limiter.check(&"alice").allowed);
-/// ```
-#[derive(Clone, Debug, Default)]
-pub struct FakeClock(Arc<AtomicU64>);
-
-impl FakeClock {
-    /// A clock at time zero.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Moves the clock forward.
-    pub fn advance(&self, by: Duration) {
-        let nanos = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
-        self.0.fetch_add(nanos, Ordering::AcqRel);
-    }
-}
-
-/// The limiter's time source: the monotonic clock, or a [`FakeClock`].
+/// The limiter's time source for governor: a [`Clock`](crate::Clock)
+/// read as nanoseconds since the limiter was built.
 #[derive(Clone, Debug)]
-pub(crate) enum LimiterClock {
-    Real(std::time::Instant),
-    Fake(FakeClock),
+pub(crate) struct LimiterClock {
+    clock: crate::Clock,
+    origin: std::time::Instant,
 }
 
 impl LimiterClock {
-    pub(crate) fn real() -> Self {
-        LimiterClock::Real(std::time::Instant::now())
+    pub(crate) fn new(clock: crate::Clock) -> Self {
+        Self {
+            origin: clock.now(),
+            clock,
+        }
+    }
+
+    pub(crate) fn clock(&self) -> &crate::Clock {
+        &self.clock
     }
 }
 
 impl Clock for LimiterClock {
     type Instant = Nanos;
 
+    #[inline]
     fn now(&self) -> Nanos {
-        match self {
-            LimiterClock::Real(origin) => Nanos::from(origin.elapsed()),
-            LimiterClock::Fake(fake) => Nanos::new(fake.0.load(Ordering::Acquire)),
-        }
+        Nanos::from(self.clock.now().saturating_duration_since(self.origin))
     }
 }
 

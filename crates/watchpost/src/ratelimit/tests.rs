@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
+use crate::ManualClock;
 
 fn quota(s: &str) -> Quota {
     s.parse().unwrap()
@@ -28,8 +29,8 @@ impl CheckNow for RateLimiter {
 
 #[test]
 fn gcra_allows_the_burst_then_one_per_interval() {
-    let clock = FakeClock::new();
-    let limiter = KeyedRateLimiter::new(quota("5/min")).clock(clock.clone());
+    let clock = ManualClock::new();
+    let limiter = KeyedRateLimiter::new(quota("5/min")).clock(clock.clock());
     let remaining: Vec<u32> = (0..5).map(|_| limiter.check(&"k").remaining).collect();
     assert_eq!(remaining, [4, 3, 2, 1, 0]);
     let denied = limiter.check(&"k");
@@ -46,7 +47,7 @@ fn gcra_allows_the_burst_then_one_per_interval() {
 
 #[test]
 fn many_threads_on_one_key_never_exceed_the_quota() {
-    let limiter = KeyedRateLimiter::new(quota("100/hour")).clock(FakeClock::new());
+    let limiter = KeyedRateLimiter::new(quota("100/hour")).clock(ManualClock::new().clock());
     let allowed = Arc::new(AtomicU32::new(0));
     std::thread::scope(|s| {
         for _ in 0..8 {
@@ -80,10 +81,10 @@ fn a_million_distinct_keys_stay_under_the_cap() {
 
 #[test]
 fn eviction_never_resets_a_client_being_limited() {
-    let clock = FakeClock::new();
+    let clock = ManualClock::new();
     let limiter = KeyedRateLimiter::new(quota("5/min"))
         .max_keys(640)
-        .clock(clock.clone());
+        .clock(clock.clock());
     let abuser = ip(u32::MAX);
     while limiter.check(&abuser).allowed {}
     // A flood of new keys, each with allowance left, fills every shard many
@@ -104,8 +105,8 @@ fn eviction_never_resets_a_client_being_limited() {
 
 #[test]
 fn refilled_keys_are_dropped_and_nothing_else() {
-    let clock = FakeClock::new();
-    let limiter = KeyedRateLimiter::new(quota("2/s")).clock(clock.clone());
+    let clock = ManualClock::new();
+    let limiter = KeyedRateLimiter::new(quota("2/s")).clock(clock.clock());
     for n in 0..100 {
         limiter.check(&n);
     }
@@ -134,7 +135,7 @@ fn routes_have_separate_budgets_and_exempt_paths_are_free() {
     let limiter = RateLimiter::per_ip(quota("3/min"))
         .route("/api/chat", quota("1/min"))
         .exempt("/healthz")
-        .clock(FakeClock::new());
+        .clock(ManualClock::new().clock());
     let h = http::HeaderMap::new();
     let peer = "198.51.100.1";
     assert!(!limiter
@@ -173,7 +174,7 @@ fn text_headers(outcome: &Outcome) -> Vec<(&'static str, String)> {
 
 #[test]
 fn headers_on_allowed_and_rejected_responses() {
-    let limiter = RateLimiter::per_ip(quota("2/min")).clock(FakeClock::new());
+    let limiter = RateLimiter::per_ip(quota("2/min")).clock(ManualClock::new().clock());
     let h = http::HeaderMap::new();
     let first = limiter.check_request_now(&request("GET", "/", "192.0.2.1", &h));
     assert_eq!(
@@ -185,7 +186,7 @@ fn headers_on_allowed_and_rejected_responses() {
     );
     let legacy = RateLimiter::per_ip(quota("2/min"))
         .legacy_headers(true)
-        .clock(FakeClock::new());
+        .clock(ManualClock::new().clock());
     let first = legacy.check_request_now(&request("GET", "/", "192.0.2.1", &h));
     assert_eq!(
         text_headers(&first)[2..],
@@ -227,7 +228,7 @@ fn headers_on_allowed_and_rejected_responses() {
 
 #[test]
 fn sub_second_waits_round_up_to_one_second() {
-    let limiter = RateLimiter::per_ip(quota("10/s")).clock(FakeClock::new());
+    let limiter = RateLimiter::per_ip(quota("10/s")).clock(ManualClock::new().clock());
     let h = http::HeaderMap::new();
     for _ in 0..10 {
         assert!(!limiter
@@ -256,7 +257,7 @@ fn exempt_and_route_prefixes_match_whole_segments_only() {
     let limiter = RateLimiter::per_ip(quota("1/min"))
         .route("/api/chat", quota("1/hour"))
         .exempt("/healthz")
-        .clock(FakeClock::new());
+        .clock(ManualClock::new().clock());
     let h = http::HeaderMap::new();
     let counted = |path: &str| {
         limiter
@@ -301,15 +302,15 @@ impl RateLimitStore for RecordingStore {
 
 #[tokio::test]
 async fn a_store_decides_with_the_same_headers_and_keys_name_rule_and_client() {
-    let clock = FakeClock::new();
+    let clock = ManualClock::new();
     let store = RecordingStore {
-        limiter: KeyedRateLimiter::new(quota("2/min")).clock(clock.clone()),
+        limiter: KeyedRateLimiter::new(quota("2/min")).clock(clock.clock()),
         asked: Arc::default(),
     };
     let memory = RateLimiter::per_ip(quota("2/min"))
         .route("/api/chat", quota("2/min"))
         .exempt("/healthz")
-        .clock(clock.clone());
+        .clock(clock.clock());
     let shared = memory.clone().store(store.clone());
     assert!(shared.is_shared() && !memory.is_shared());
     let h = http::HeaderMap::new();
