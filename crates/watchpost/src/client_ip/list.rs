@@ -328,8 +328,14 @@ fn forwarded_for(e: &[u8]) -> Option<IpAddr> {
 
 /// An address with an optional port: `192.0.2.1`, `192.0.2.1:80`,
 /// `2001:db8::1`, `[2001:db8::1]`, `[2001:db8::1]:443`. The port may be
-/// obfuscated (`_abc`, RFC 7239). Anything else is `None`.
+/// obfuscated (`_abc`, RFC 7239). Anything else is `None`, and so is an
+/// unspecified address (`0.0.0.0`, `::`): no client has it, so it is
+/// malformed input (a proxy's placeholder, or a forgery), never the client.
 fn parse_node(s: &[u8]) -> Option<IpAddr> {
+    parse_address(s).filter(|ip| !ip.to_canonical().is_unspecified())
+}
+
+fn parse_address(s: &[u8]) -> Option<IpAddr> {
     if s.len() > MAX_NODE_BYTES {
         return None;
     }

@@ -171,6 +171,22 @@ fn xff_malformed_ports_are_malformed_entries() {
 }
 
 #[test]
+fn unspecified_addresses_are_never_the_client() {
+    let r = ClientIpResolver::new();
+    for value in ["0.0.0.0", "0.0.0.0:80", "::", "[::]:443", "::ffff:0.0.0.0"] {
+        // In the middle of a walk: malformed, the nearest trusted hop wins.
+        let got = resolve(&r, "10.0.0.1", &xff(&format!("{value}, 10.0.0.2")));
+        assert_eq!(got, ip("10.0.0.2"), "{value}");
+        // Alone: the peer.
+        assert_eq!(resolve(&r, "10.0.0.1", &xff(value)), ip("10.0.0.1"), "{value}");
+        let quoted = format!("for=\"{value}\"");
+        assert_eq!(resolve(&r, "10.0.0.1", &fwd(&quoted)), ip("10.0.0.1"), "{value}");
+        let real = [("x-real-ip", value)];
+        assert_eq!(resolve(&r, "10.0.0.1", &real), ip("10.0.0.1"), "{value}");
+    }
+}
+
+#[test]
 fn garbage_falls_back_to_the_nearest_trustworthy_address() {
     let r = ClientIpResolver::new();
     // Stops at the first entry: the peer.
@@ -820,8 +836,12 @@ fn trusted_ip() -> impl Strategy<Value = IpAddr> {
     })
 }
 
+/// An address a client can have that isn't trusted (unspecified ones are
+/// never a client: see `unspecified_addresses_are_never_the_client`).
 fn untrusted_ip() -> impl Strategy<Value = IpAddr> {
-    any::<IpAddr>().prop_filter("untrusted", |ip| !ClientIpResolver::new().is_trusted(*ip))
+    any::<IpAddr>().prop_filter("untrusted", |ip| {
+        !ClientIpResolver::new().is_trusted(*ip) && !ip.to_canonical().is_unspecified()
+    })
 }
 
 /// Pieces that make header values look almost right.
