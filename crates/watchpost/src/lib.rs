@@ -60,11 +60,15 @@ pub mod alert;
 mod clock;
 pub mod client_ip;
 mod engine;
+mod handle;
+mod loud;
 pub mod health;
 pub mod monitor;
 pub mod panic;
 pub mod ratelimit;
+pub mod shared;
 
 pub mod checks;
 
 pub use clock::{Clock, Elapsed, ManualClock, Sleep, Timeout};
+pub use handle::{SharedStatus, SinkStatus, Status, Watchpost, WatchpostBuilder, SHARED_STATE_INCIDENT};

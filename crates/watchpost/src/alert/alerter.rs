@@ -228,6 +228,18 @@ impl Alerter {
         self.inner.sinks.iter().map(String::as_str)
     }
 
+    /// Each sink's name and whether it still delivers: a sink that found
+    /// its configuration wrong (a revoked bot token, a deleted webhook:
+    /// 401, 403, 404) switches itself off for the life of the process, and
+    /// says so once, on stderr when no tracing subscriber is installed.
+    pub fn sinks(&self) -> impl Iterator<Item = (&str, bool)> + '_ {
+        let disabled = &self.inner.counters.disabled;
+        self.inner.sinks.iter().enumerate().map(move |(i, name)| {
+            let off = disabled.get(i).is_some_and(|d| d.load(Ordering::Relaxed));
+            (name.as_str(), !off)
+        })
+    }
+
     /// Sends like [`send`](Self::send), then waits until the alert is
     /// delivered, failed, suppressed or `timeout` passed. On the delivery
     /// thread it doesn't wait (the thread can't deliver while it waits).
@@ -611,7 +623,7 @@ impl AlerterBuilder {
         let store = self
             .store
             .unwrap_or_else(|| Arc::new(MemoryStore::new()) as Arc<dyn AlertStore>);
-        let counters = Arc::new(Counters::default());
+        let counters = Arc::new(Counters::new(sinks.len()));
         let queue = Arc::new(Queue::new(self.queue_capacity, counters.clone()));
         let engine = worker::spawn(queue.clone(), sinks, store, self.delivery, counters.clone())
             .map_err(ConfigError::Spawn)?;

@@ -33,6 +33,9 @@ pub enum ConfigError {
     },
     /// The delivery thread could not start.
     Spawn(std::io::Error),
+    /// The health checks' configuration (a
+    /// [`Watchpost`](crate::Watchpost) builds them).
+    Health(crate::health::BuildError),
 }
 
 impl ConfigError {
@@ -50,7 +53,7 @@ impl ConfigError {
         match self {
             Self::Invalid { name, .. } => Some(name),
             Self::Missing { name, .. } | Self::FeatureDisabled { name, .. } => Some(name),
-            Self::Spawn(_) => None,
+            Self::Spawn(_) | Self::Health(_) => None,
         }
     }
 }
@@ -66,7 +69,8 @@ impl fmt::Display for ConfigError {
                 f,
                 "{name} is set but watchpost was built without its `{feature}` feature"
             ),
-            Self::Spawn(_) => f.write_str("cannot start the alert delivery thread"),
+            Self::Spawn(_) => f.write_str("cannot start watchpost's thread"),
+            Self::Health(e) => write!(f, "invalid health checks: {e}"),
         }
     }
 }
@@ -75,6 +79,7 @@ impl std::error::Error for ConfigError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Spawn(e) => Some(e),
+            Self::Health(e) => Some(e),
             _ => None,
         }
     }

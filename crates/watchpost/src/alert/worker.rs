@@ -5,10 +5,11 @@
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
+use futures_util::stream::{FuturesOrdered, StreamExt};
 use futures_util::FutureExt;
 use tokio::sync::Notify;
 
@@ -49,9 +50,19 @@ pub(crate) struct Counters {
     pub(crate) suppressed: AtomicU64,
     pub(crate) dropped: AtomicU64,
     pub(crate) failed: AtomicU64,
+    /// Per sink, in order: switched off for the life of the process (a
+    /// wrong token, a deleted webhook).
+    pub(crate) disabled: Box<[AtomicBool]>,
 }
 
 impl Counters {
+    pub(crate) fn new(sinks: usize) -> Self {
+        Self {
+            disabled: (0..sinks).map(|_| AtomicBool::new(false)).collect(),
+            ..Self::default()
+        }
+    }
+
     fn add(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -321,46 +332,34 @@ async fn run(
         .collect();
     let tasks: Vec<_> = lanes
         .iter()
-        .map(|lane| tokio::spawn(drive_lane(lane.clone(), config.clone(), counters.clone())))
+        .enumerate()
+        .map(|(i, lane)| {
+            tokio::spawn(drive_lane(
+                i,
+                lane.clone(),
+                config.clone(),
+                counters.clone(),
+            ))
+        })
         .collect();
-    let mut store_log = FailureLog::default();
-
-    while let Some(job) = queue.pop().await {
-        let Some(notification) =
-            settle(job.notification, job.op, &*store, &config, &mut store_log).await
-        else {
-            if matches!(job.op, StoreOp::Claim { .. }) {
-                Counters::add(&counters.suppressed);
+    let store_log = Mutex::new(FailureLog::default());
+    // The store is asked about several alerts at once, so a slow or dead
+    // one delays each alert by its timeout at most, not by the sum of
+    // theirs; the answers are taken in order, so an incident's firing
+    // still goes out before its resolution.
+    let mut settling = FuturesOrdered::new();
+    let mut open = true;
+    loop {
+        tokio::select! {
+            biased;
+            Some(settled) = settling.next(), if !settling.is_empty() => {
+                dispatch(settled, &lanes, &queue, &counters);
             }
-            queue.finish();
-            if let Some(done) = job.done {
-                done.set();
-            }
-            continue;
-        };
-        if lanes.is_empty() {
-            queue.finish();
-            if let Some(done) = job.done {
-                done.set();
-            }
-            continue;
-        }
-        let notification = Arc::new(notification);
-        let fanout = Arc::new(Fanout {
-            remaining: AtomicUsize::new(lanes.len()),
-            done: job.done,
-            queue: queue.clone(),
-        });
-        let queued_at = Instant::now();
-        for lane in &lanes {
-            lane.push(
-                Part {
-                    notification: notification.clone(),
-                    fanout: fanout.clone(),
-                    queued_at,
-                },
-                &counters,
-            );
+            job = queue.pop(), if open && settling.len() < MAX_SETTLING => match job {
+                Some(job) => settling.push_back(settle_job(job, &*store, &config, &store_log)),
+                None => open = false,
+            },
+            else => break,
         }
     }
     for lane in &lanes {
@@ -371,17 +370,79 @@ async fn run(
     }
 }
 
+/// Alerts whose store answers are awaited at once.
+const MAX_SETTLING: usize = 64;
+
+/// A job once the store answered: the notification to deliver (`None`:
+/// nothing to deliver), its operation and who waits for it.
+struct Settled {
+    notification: Option<Notification>,
+    op: StoreOp,
+    done: Option<Arc<Done>>,
+}
+
+async fn settle_job(
+    job: Job,
+    store: &dyn AlertStore,
+    config: &DeliveryConfig,
+    log: &Mutex<FailureLog>,
+) -> Settled {
+    Settled {
+        notification: settle(job.notification, job.op, store, config, log).await,
+        op: job.op,
+        done: job.done,
+    }
+}
+
+/// Hands a settled job to every sink's lane.
+fn dispatch(job: Settled, lanes: &[Arc<Lane>], queue: &Arc<Queue>, counters: &Counters) {
+    let Some(notification) = job.notification else {
+        if matches!(job.op, StoreOp::Claim { .. }) {
+            Counters::add(&counters.suppressed);
+        }
+        queue.finish();
+        if let Some(done) = job.done {
+            done.set();
+        }
+        return;
+    };
+    if lanes.is_empty() {
+        queue.finish();
+        if let Some(done) = job.done {
+            done.set();
+        }
+        return;
+    }
+    let notification = Arc::new(notification);
+    let fanout = Arc::new(Fanout {
+        remaining: AtomicUsize::new(lanes.len()),
+        done: job.done,
+        queue: queue.clone(),
+    });
+    let queued_at = Instant::now();
+    for lane in lanes {
+        lane.push(
+            Part {
+                notification: notification.clone(),
+                fanout: fanout.clone(),
+                queued_at,
+            },
+            counters,
+        );
+    }
+}
+
 /// Asks the store; `None` when nothing should be delivered.
 async fn settle(
     mut n: Notification,
     op: StoreOp,
     store: &dyn AlertStore,
     config: &DeliveryConfig,
-    log: &mut FailureLog,
+    log: &Mutex<FailureLog>,
 ) -> Option<Notification> {
     let timeout = config.store_timeout;
-    let mut failed = |e: String| {
-        log.warn(
+    let failed = |e: String| {
+        log.lock().unwrap_or_else(PoisonError::into_inner).warn(
             "store",
             &format!("alert store unavailable, delivering anyway: {e}"),
         );
@@ -430,7 +491,12 @@ async fn settle(
     Some(n)
 }
 
-async fn drive_lane(lane: Arc<Lane>, config: DeliveryConfig, counters: Arc<Counters>) {
+async fn drive_lane(
+    index: usize,
+    lane: Arc<Lane>,
+    config: DeliveryConfig,
+    counters: Arc<Counters>,
+) {
     let mut pacer = Pacer::new(lane.sink.pacing());
     let mut log = Logs::default();
     let mut disabled = false;
@@ -445,11 +511,14 @@ async fn drive_lane(lane: Arc<Lane>, config: DeliveryConfig, counters: Arc<Count
                     Counters::add(&counters.failed);
                     if e.kind() == SinkErrorKind::Disabled {
                         disabled = true;
-                        tracing::error!(
-                            target: LOG_TARGET,
-                            sink = lane.sink.name(),
-                            "alert sink disabled for the life of the process: {e}"
-                        );
+                        if let Some(flag) = counters.disabled.get(index) {
+                            flag.store(true, Ordering::Relaxed);
+                        }
+                        crate::loud::say(&format!(
+                            "alert sink {} is disabled for the life of the process: {e}. \
+                             Alerts no longer reach it; fix its configuration and restart.",
+                            lane.sink.name()
+                        ));
                     }
                 }
             }

@@ -445,6 +445,19 @@ impl HealthChecks {
         self.inner.runner.get().is_some()
     }
 
+    /// The interval of background runs, in background mode.
+    pub fn background_interval(&self) -> Option<Duration> {
+        match self.inner.mode {
+            Mode::Background(interval) => Some(interval),
+            Mode::OnDemand => None,
+        }
+    }
+
+    /// The clock behind caching, timeouts and background runs.
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
+    }
+
     /// Spawns [`background_task`](Self::background_task) on the current Tokio
     /// runtime.
     ///

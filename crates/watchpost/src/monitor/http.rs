@@ -8,8 +8,12 @@ use std::time::{Duration, Instant};
 use crate::clock::{Clock, Tick};
 use super::window::{Histogram, Totals, Window, BUCKETS, ROUTES};
 use crate::alert::{format_duration, Alert, Alerter, ConfigError};
+use crate::loud;
 
 const LOG_TARGET: &str = "watchpost::monitor::http";
+
+/// The status `record_panic` passes along: a 500 that isn't counted as one.
+const PANICKED: u16 = u16::MAX;
 
 /// Watches a service's requests for the two patterns users notice first:
 /// the 5xx rate creeping up, and latency degrading.
@@ -82,6 +86,9 @@ struct Shared {
     error_key: String,
     latency_key: String,
     state: Mutex<State>,
+    /// The health probes' paths: their 503s are signals, never counted.
+    probes: Vec<String>,
+    probes_counted: loud::Once,
 }
 
 #[derive(Debug, Clone)]
@@ -243,6 +250,23 @@ impl HttpMonitor {
         self.add(s.source.since_origin(end), latency, status, method, route);
     }
 
+    /// Records a request whose handler panicked (and was answered 500 by a
+    /// catch-panic layer): counted as a request, but not in the 5xx rate.
+    /// The panic is alerted on its own, once per location, so one bug
+    /// gives one message, not a panic alert and a 5xx-rate incident for
+    /// the same requests. Adapters call it for the 500 their catch-panic
+    /// layer answers.
+    pub fn record_panic<R, F>(&self, start: RequestStart, method: &str, route: F)
+    where
+        F: FnOnce() -> Option<R>,
+        R: AsRef<str>,
+    {
+        let s = &*self.shared;
+        let end = s.source.raw(&s.clock);
+        let latency = Duration::from_nanos(s.source.between(start.0, end));
+        self.add(s.source.since_origin(end), latency, PANICKED, method, route);
+    }
+
     /// Records a request answered now with `status` that took `latency`,
     /// measured by the caller (a framework that times requests itself, a
     /// replay in a test). Otherwise as [`record`](Self::record).
@@ -265,7 +289,8 @@ impl HttpMonitor {
         let s = &*self.shared;
         let seq = s.window.seq(now);
         s.window.record(seq, latency);
-        let error = (500..600).contains(&status);
+        let error = (500..600).contains(&status) && status != PANICKED;
+        let status = if status == PANICKED { 500 } else { status };
         let slow = s.config.slow_request.is_some_and(|t| latency >= t);
         if error || slow {
             self.record_rare(seq, latency, status, method, error, slow, route);
@@ -290,7 +315,10 @@ impl HttpMonitor {
         let route = route();
         let route = route.as_ref().map(AsRef::as_ref);
         if error {
-            self.shared.window.record_error(seq, method, route);
+            match route.filter(|r| self.shared.is_probe(r)) {
+                Some(probe) => self.shared.probe_counted(probe),
+                None => self.shared.window.record_error(seq, method, route),
+            }
         }
         if slow {
             tracing::warn!(
@@ -345,11 +373,15 @@ pub struct HttpMonitorBuilder {
     window: Duration,
     config: Config,
     clock: Clock,
+    probes: Vec<String>,
 }
 
 impl HttpMonitorBuilder {
     fn new(alerter: Alerter) -> Self {
         Self {
+            probes: ["/livez", "/readyz", "/healthz"]
+                .map(str::to_owned)
+                .to_vec(),
             name: "http".to_owned(),
             window: Duration::from_secs(60),
             config: Config {
@@ -432,6 +464,17 @@ impl HttpMonitorBuilder {
         self
     }
 
+    /// The health probes' base paths (default `/livez`, `/readyz`,
+    /// `/healthz`; a [`Watchpost`](crate::Watchpost) passes its own). A 5xx
+    /// answered on one of them is a signal to the load balancer, not a
+    /// server error: it is never counted in the 5xx rate, and a monitor
+    /// layered over the probes says so once (on stderr when no tracing
+    /// subscriber is installed) so they can be mounted outside it.
+    pub fn probe_paths<P: Into<String>>(mut self, paths: impl IntoIterator<Item = P>) -> Self {
+        self.probes = paths.into_iter().map(Into::into).collect();
+        self
+    }
+
     /// Builds the monitor and registers its rules with the clock's
     /// ticker. On the system clock, the first monitor built in a process
     /// calibrates the CPU's counter against the OS clock: a busy wait of
@@ -444,6 +487,7 @@ impl HttpMonitorBuilder {
     /// 12 ms.
     pub fn build(self) -> Result<HttpMonitor, ConfigError> {
         let c = &self.config;
+        let probes = self.probes.clone();
         let rate_ok = |r: f64| (0.0..=1.0).contains(&r);
         if !rate_ok(c.error_rate) || c.error_rate == 0.0 {
             return Err(ConfigError::invalid(
@@ -478,6 +522,8 @@ impl HttpMonitorBuilder {
             config: self.config,
             state: Mutex::new(State::default()),
             clock: self.clock,
+            probes,
+            probes_counted: loud::Once::default(),
         });
         let weak: Weak<dyn Tick> = Arc::downgrade(&shared) as Weak<dyn Tick>;
         shared.alerter.watch(&shared.clock, weak);
@@ -577,6 +623,30 @@ impl Baseline {
             return None;
         }
         all.quantile(0.95)
+    }
+}
+
+impl Shared {
+    /// Whether the route pattern is a probe's (`/readyz`, `/readyz/{name}`).
+    fn is_probe(&self, route: &str) -> bool {
+        self.probes.iter().any(|p| {
+            route
+                .strip_prefix(p.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
+    }
+
+    #[cold]
+    fn probe_counted(&self, probe: &str) {
+        self.probes_counted.say(|| {
+            format!(
+                "the HTTP monitor {} is layered over the health probes ({probe} answered 5xx): \
+                 their 503s are signals to the load balancer, so they are not counted, but \
+                 mount the probes outside the monitor (axum: merge the probe routes after \
+                 `.layer(..)`; actix-web: register them before the monitored scope)",
+                self.name
+            )
+        });
     }
 }
 

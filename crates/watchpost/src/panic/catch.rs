@@ -68,6 +68,7 @@ pub(super) fn mark_reported() {
 #[derive(Clone, Debug, Default)]
 pub struct CatchScope {
     request: Option<Arc<str>>,
+    alerter: Option<Alerter>,
 }
 
 impl CatchScope {
@@ -86,12 +87,27 @@ impl CatchScope {
         request.push_str(&truncate(path, REQUEST_MAX));
         Self {
             request: Some(request.into()),
+            alerter: None,
         }
+    }
+
+    /// Panics in this scope are alerted to `alerter`, whichever alerter
+    /// the panic hook was installed with (the adapters' layers pass their
+    /// [`Watchpost`](crate::Watchpost)'s).
+    #[must_use]
+    pub fn alerter(mut self, alerter: Option<&Alerter>) -> Self {
+        self.alerter = alerter.cloned();
+        self
     }
 
     /// The request this scope is for (`GET /orders/42`), if any.
     pub fn request(&self) -> Option<&str> {
         self.request.as_deref()
+    }
+
+    /// The alerter panics in this scope go to, if set.
+    pub(super) fn alerter_ref(&self) -> Option<&Alerter> {
+        self.alerter.as_ref()
     }
 
     /// Runs `f`, catching a panic. The closure is treated as unwind safe

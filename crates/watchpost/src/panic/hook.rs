@@ -2,7 +2,7 @@
 
 use std::fmt::{self, Write as _};
 use std::panic::PanicHookInfo;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use super::report::{PanicReport, StackFrame};
@@ -10,16 +10,95 @@ use super::{
     backtrace, catch, full_message, on_delivery_thread, payload_message, thread_name, title,
     truncate, DEFAULT_TIMEOUT, MESSAGE_MAX,
 };
-use crate::alert::{Alert, Alerter};
+use crate::alert::{Alert, Alerter, WeakAlerter};
 
-/// The installed hook's settings; set once, for the life of the process.
-static HOOK: OnceLock<HookConfig> = OnceLock::new();
+/// The installed hook's target; the hook is installed once, for the life
+/// of the process.
+static HOOK: OnceLock<Mutex<HookConfig>> = OnceLock::new();
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct HookConfig {
-    alerter: Alerter,
+    alerter: Target,
     timeout: Duration,
     backtrace: bool,
+}
+
+/// Whom the hook alerts.
+#[derive(Debug, Clone)]
+enum Target {
+    /// Installed with [`install`]: this alerter, for the life of the process.
+    Installed(Alerter),
+    /// Attached by a [`Watchpost`](crate::Watchpost): its alerter while it
+    /// lives (the hook doesn't keep it alive, so dropping the handle still
+    /// stops its thread); the latest handle built takes over.
+    Attached(WeakAlerter),
+}
+
+impl HookConfig {
+    fn alerter(&self) -> Option<Alerter> {
+        match &self.alerter {
+            Target::Installed(alerter) => Some(alerter.clone()),
+            Target::Attached(weak) => weak.upgrade(),
+        }
+    }
+}
+
+fn current() -> Option<HookConfig> {
+    HOOK.get()
+        .map(|c| c.lock().unwrap_or_else(PoisonError::into_inner).clone())
+}
+
+/// Installs the hook (once per process) with `config`, or points the
+/// installed one at `config` when `replace` says so of the current one.
+/// `true` if `config` is now the target.
+fn set(config: HookConfig, replace: impl FnOnce(&HookConfig) -> bool) -> bool {
+    let mut fresh = false;
+    let slot = HOOK.get_or_init(|| {
+        fresh = true;
+        // Chained inside the initialiser, so `is_installed` turns true
+        // only once the hook is in place. A panic in between finds no
+        // config and goes straight to the previous hook.
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if let Some(config) = current() {
+                on_panic(&config, info);
+            }
+            previous(info);
+        }));
+        Mutex::new(config.clone())
+    });
+    if fresh {
+        return true;
+    }
+    let mut current = slot.lock().unwrap_or_else(PoisonError::into_inner);
+    if replace(&current) {
+        *current = config;
+        true
+    } else {
+        false
+    }
+}
+
+/// Points the panic hook at `alerter` (a [`Watchpost`](crate::Watchpost)'s)
+/// without keeping it alive, installing the hook if needed. A hook
+/// installed with [`install`] keeps its alerter; another handle's is
+/// replaced (the latest handle built takes over). `true` if the hook now
+/// alerts `alerter`.
+pub(crate) fn attach(alerter: &Alerter, timeout: Duration, backtrace: bool) -> bool {
+    assert_not_panicking();
+    let config = HookConfig {
+        alerter: Target::Attached(alerter.downgrade()),
+        timeout,
+        backtrace,
+    };
+    set(config, |current| matches!(current.alerter, Target::Attached(_)))
+}
+
+fn assert_not_panicking() {
+    assert!(
+        !std::thread::panicking(),
+        "cannot install the panic hook from a panicking thread"
+    );
 }
 
 /// Installs watchpost's panic hook with the default settings (3 s delivery
@@ -147,30 +226,15 @@ impl PanicHook {
     /// When called while the thread is panicking (as
     /// [`std::panic::set_hook`] does).
     pub fn try_install(self) -> Result<(), AlreadyInstalled> {
-        assert!(
-            !std::thread::panicking(),
-            "cannot install the panic hook from a panicking thread"
-        );
-        let mut fresh = false;
-        HOOK.get_or_init(|| {
-            fresh = true;
-            // Chained inside the initialiser, so `is_installed` turns true
-            // only once the hook is in place. A panic in between finds no
-            // config and goes straight to the previous hook.
-            let previous = std::panic::take_hook();
-            std::panic::set_hook(Box::new(move |info| {
-                if let Some(config) = HOOK.get() {
-                    on_panic(config, info);
-                }
-                previous(info);
-            }));
-            HookConfig {
-                alerter: self.alerter,
-                timeout: self.timeout,
-                backtrace: self.backtrace,
-            }
-        });
-        if fresh {
+        assert_not_panicking();
+        let config = HookConfig {
+            alerter: Target::Installed(self.alerter),
+            timeout: self.timeout,
+            backtrace: self.backtrace,
+        };
+        // A hook only attached by a `Watchpost` gives way to an explicit
+        // install.
+        if set(config, |current| matches!(current.alerter, Target::Attached(_))) {
             Ok(())
         } else {
             Err(AlreadyInstalled { _private: () })
@@ -196,11 +260,21 @@ impl std::error::Error for AlreadyInstalled {}
 /// The hook itself. Must never panic (a panic in a panic hook aborts):
 /// nothing here unwraps, indexes or formats with a fallible `to_string`.
 fn on_panic(config: &HookConfig, info: &PanicHookInfo<'_>) {
-    if on_delivery_thread(&config.alerter) {
-        // A sink or the store panicked: an alert would go back into it.
+    let scope = catch::current_scope();
+    // A request's scope reports to its own alerter (several handles in one
+    // process, in tests); anything else to the hook's.
+    let Some(alerter) = scope
+        .as_ref()
+        .and_then(|s| s.alerter_ref().cloned())
+        .or_else(|| config.alerter())
+    else {
+        return;
+    };
+    if on_delivery_thread(&alerter) {
+        // A sink, the store or a check panicked on watchpost's thread: an
+        // alert would go back into it.
         return;
     }
-    let scope = catch::current_scope();
     // Under `panic = "abort"` nothing is caught: wait as for any panic.
     let caught = scope.is_some() && cfg!(panic = "unwind");
     let location = info
@@ -220,10 +294,10 @@ fn on_panic(config: &HookConfig, info: &PanicHookInfo<'_>) {
         frames: &frames,
     });
     if caught {
-        config.alerter.send(alert);
+        alerter.send(alert);
         catch::mark_reported();
     } else {
-        config.alerter.send_and_wait(alert, config.timeout);
+        alerter.send_and_wait(alert, config.timeout);
     }
 }
 

@@ -72,6 +72,7 @@ use std::time::Duration;
 use crate::alert::{worker, Alerter};
 
 pub use self::catch::{CatchScope, CatchUnwind, Panicked};
+pub(crate) use self::hook::attach;
 pub use self::hook::{install, is_installed, try_install, AlreadyInstalled, PanicHook};
 pub use self::report::{PanicReport, StackFrame};
 

@@ -4,15 +4,16 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
+use super::key::{Key, KeyExtractor, KeyRequest, RateLimitKey, Repr};
 use super::keyed::{Decision, KeyedRateLimiter};
 use super::quota::Quota;
-use super::shared::{Check, CheckFuture, RateLimitStore};
+use super::shared::{RateLimitStore, Verdict, VerdictFuture};
+use crate::loud;
 use crate::client_ip::{ClientIpResolver, Headers, IpNet};
 use crate::health::HealthChecks;
 
@@ -85,12 +86,28 @@ pub struct RateLimiter {
     max_keys: Option<usize>,
     clock: crate::Clock,
     store: Option<Arc<dyn RateLimitStore>>,
-    missing_peer_logged: Arc<AtomicBool>,
+    extractor: Option<Arc<dyn KeyExtractor>>,
+    fail_closed: bool,
+    warnings: Arc<Warnings>,
 }
+
+/// What a limiter says once: it is off for requests without a peer
+/// address; it limited a health probe.
+#[derive(Debug, Default)]
+struct Warnings {
+    peerless: loud::Once,
+    probe: loud::Once,
+}
+
+/// The default probe paths, which a limiter that limits them is told of.
+const PROBES: [&str; 3] = ["/livez", "/readyz", "/healthz"];
+
+/// How long a fail-closed limiter tells a request it can't key to wait.
+const CLOSED_RETRY: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
 struct Rule {
-    limiter: KeyedRateLimiter<IpAddr>,
+    limiter: KeyedRateLimiter<Key>,
     policy: Arc<Policy>,
 }
 
@@ -151,6 +168,8 @@ impl fmt::Debug for RateLimiter {
             .field("legacy_headers", &self.legacy_headers)
             .field("body", &self.body)
             .field("shared", &self.store.is_some())
+            .field("keyed", &self.extractor.is_some())
+            .field("fail_closed", &self.fail_closed)
             .finish_non_exhaustive()
     }
 }
@@ -171,8 +190,38 @@ impl RateLimiter {
             max_keys: None,
             clock: crate::Clock::system(),
             store: None,
-            missing_peer_logged: Arc::new(AtomicBool::new(false)),
+            extractor: None,
+            fail_closed: false,
+            warnings: Arc::default(),
         }
+    }
+
+    /// Counts requests under the key `extractor` finds (an API key, a user
+    /// id) instead of the client IP; a request it finds no key for is
+    /// counted by its client IP. Quotas, routes, exemptions, headers and
+    /// the 429 body stay the same. See [`KeyExtractor`].
+    #[must_use]
+    pub fn key(mut self, extractor: impl KeyExtractor) -> Self {
+        self.extractor = Some(Arc::new(extractor));
+        self
+    }
+
+    /// Whether the key extractor reads a [`RateLimitKey`] from the
+    /// request's extensions (adapters then pass it in the
+    /// [`RateLimitRequest`]).
+    pub fn uses_extension(&self) -> bool {
+        self.extractor.as_ref().is_some_and(|e| e.uses_extension())
+    }
+
+    /// What to do with a request that can't be keyed: the server doesn't
+    /// pass the peer address (and no extractor found a key). By default it
+    /// is let through uncounted, and the misconfiguration is said once (on
+    /// stderr when no tracing subscriber is installed); with `true` it is
+    /// rejected with 429 and `Retry-After: 1` instead.
+    #[must_use]
+    pub fn fail_closed(mut self, closed: bool) -> Self {
+        self.fail_closed = closed;
+        self
     }
 
     /// Trusts these proxies' forwarding headers, replacing the default
@@ -336,54 +385,113 @@ impl RateLimiter {
     /// Counts one request from `client` against the default quota, in this
     /// process's memory (even with a [`store`](Self::store)).
     pub fn check(&self, client: IpAddr) -> Decision {
-        self.default.limiter.check(&self.key_for(client))
+        self.default.limiter.check(&Key(Repr::Ip(self.key_for(client))))
+    }
+
+    /// The key a request is counted under: the extractor's, else the
+    /// client IP; addresses grouped by prefix either way.
+    fn key_of(&self, req: &RateLimitRequest<'_>, client: Option<IpAddr>) -> Option<Key> {
+        let found = self.extractor.as_ref().and_then(|extractor| {
+            extractor.key(&KeyRequest {
+                method: req.method,
+                path: req.path,
+                client_ip: client,
+                headers: req.headers,
+                extension: req.extension,
+            })
+        });
+        match found {
+            Some(Key(Repr::Ip(ip))) => Some(Key(Repr::Ip(self.key_for(ip)))),
+            Some(key) => Some(key),
+            None => client.map(|ip| Key(Repr::Ip(self.key_for(ip)))),
+        }
     }
 
     /// Resolves the client, picks the quota for the path and counts the
-    /// request (unless exempt).
+    /// request (unless exempt) under its key.
     ///
-    /// In memory the [`Check`] is [`Ready`](Check::Ready) at once; with a
-    /// [`store`](Self::store), a counted request is
-    /// [`Pending`](Check::Pending) until the store answers. `.await` it for
-    /// the [`Outcome`] either way.
-    pub fn check_request(&self, req: &RateLimitRequest<'_>) -> Check {
-        let Some(peer) = req.peer else {
-            if !self.missing_peer_logged.swap(true, Ordering::Relaxed) {
-                tracing::error!(
-                    "rate limiting is off: the server does not pass the peer address \
-                     (with axum, serve `app.into_make_service_with_connect_info::<SocketAddr>()`)"
-                );
-            }
-            return Check::Ready(Outcome::not_counted(None, self.body));
-        };
-        let client = self.resolver.resolve(peer, req.headers);
+    /// In memory the [`Verdict`] is [`Ready`](Verdict::Ready) at once; with
+    /// a [`store`](Self::store), a counted request is
+    /// [`Pending`](Verdict::Pending) until the store answers. `.await` it
+    /// for the [`Outcome`] either way.
+    pub fn check_request(&self, req: &RateLimitRequest<'_>) -> Verdict {
+        let client = req.peer.map(|peer| self.resolver.resolve(peer, req.headers));
         if (req.method == "OPTIONS" && !self.count_options)
             || self.exempt.iter().any(|p| path_under(req.path, p))
         {
-            return Check::Ready(Outcome::not_counted(Some(client), self.body));
+            return Verdict::Ready(Outcome::not_counted(client, self.body));
         }
         let rule = self
             .routes
             .iter()
             .find(|(prefix, _)| path_under(req.path, prefix))
             .map_or(&self.default, |(_, rule)| rule);
-        let key = self.key_for(client);
         let template = Outcome {
-            client_ip: Some(client),
+            client_ip: client,
             checked: None,
             body: self.body,
             legacy_headers: self.legacy_headers,
         };
+        let Some(key) = self.key_of(req, client) else {
+            return self.unkeyed(template, rule);
+        };
         match &self.store {
             None => {
                 let decision = rule.limiter.check(&key);
-                Check::Ready(template.counted(decision, rule.policy.clone()))
+                if !decision.allowed {
+                    self.rejected(req.path);
+                }
+                Verdict::Ready(template.counted(decision, rule.policy.clone()))
             }
             Some(store) => {
                 let policy = &rule.policy;
                 let decision = store.check(&format!("{}:{key}", policy.name), policy.quota);
-                Check::Pending(CheckFuture::waiting(decision, policy.clone(), template))
+                Verdict::Pending(VerdictFuture::waiting(decision, policy.clone(), template))
             }
+        }
+    }
+
+    /// A request with no key: no peer address, and no key found.
+    #[cold]
+    fn unkeyed(&self, template: Outcome, rule: &Rule) -> Verdict {
+        self.warnings.peerless.say(|| {
+            let then = if self.fail_closed {
+                "they are rejected with 429 (fail_closed)"
+            } else {
+                "they are let through uncounted: rate limiting is OFF for them \
+                 (set fail_closed(true) to reject them instead)"
+            };
+            format!(
+                "rate limiting cannot tell clients apart: the server does not pass the peer \
+                 address, so {then}. With axum, serve through `watchpost_axum::serve` or \
+                 `app.into_make_service_with_connect_info::<SocketAddr>()`; with hyper, insert \
+                 the connection's SocketAddr into each request's extensions."
+            )
+        });
+        if !self.fail_closed {
+            return Verdict::Ready(template);
+        }
+        let limit = rule.policy.quota.burst_size().get();
+        let decision = Decision::new(false, limit, 0, CLOSED_RETRY, Some(CLOSED_RETRY));
+        Verdict::Ready(template.counted(decision, rule.policy.clone()))
+    }
+
+    /// Says once that a health probe was limited (a limiter that should
+    /// exempt the probes).
+    #[cold]
+    fn rejected(&self, path: &str) {
+        if self.warnings.probe.said() {
+            return;
+        }
+        if PROBES.iter().any(|probe| path_under(path, probe)) {
+            self.warnings.probe.say(|| {
+                format!(
+                    "the rate limiter answered 429 to the health probe {path}: a load balancer \
+                     will take this instance out of service. Exempt the probes \
+                     (RateLimiter::exempt_health, or the limiters of a Watchpost), or mount \
+                     them outside the limiter."
+                )
+            });
         }
     }
 
@@ -464,12 +572,13 @@ pub struct RateLimitRequest<'a> {
     path: &'a str,
     peer: Option<IpAddr>,
     headers: &'a (dyn Headers + Sync),
+    extension: Option<&'a RateLimitKey>,
 }
 
 impl<'a> RateLimitRequest<'a> {
     /// A request: method, path (no query), the TCP peer's address (`None`
-    /// if the server doesn't provide it: the request is then not counted and
-    /// an error is logged once), and the headers.
+    /// if the server doesn't provide it: see [`RateLimiter::fail_closed`]),
+    /// and the headers.
     pub fn new(
         method: &'a str,
         path: &'a str,
@@ -481,7 +590,16 @@ impl<'a> RateLimitRequest<'a> {
             path,
             peer,
             headers,
+            extension: None,
         }
+    }
+
+    /// The [`RateLimitKey`] found in the request's extensions, for a
+    /// limiter whose extractor [uses it](RateLimiter::uses_extension).
+    #[must_use]
+    pub fn extension(mut self, key: Option<&'a RateLimitKey>) -> Self {
+        self.extension = key;
+        self
     }
 }
 

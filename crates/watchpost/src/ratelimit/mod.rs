@@ -43,16 +43,21 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod key;
 mod keyed;
 mod limiter;
 mod quota;
 mod shared;
 mod store;
 
+pub use key::{
+    key_fn, ClientIpKey, ExtensionKey, FnKey, HeaderKey, Key, KeyExtractor, KeyRequest,
+    RateLimitKey,
+};
 pub use keyed::{Decision, KeyedRateLimiter};
 pub use limiter::{BodyFormat, Outcome, RateLimitHeader, RateLimitRequest, RateLimiter};
 pub use quota::{Quota, QuotaError};
-pub use shared::{Check, CheckFuture, DecisionFuture, RateLimitStore};
+pub use shared::{DecisionFuture, RateLimitStore, Verdict, VerdictFuture};
 
 #[cfg(test)]
 mod tests;

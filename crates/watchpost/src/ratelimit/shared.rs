@@ -1,5 +1,5 @@
 //! [`RateLimitStore`]: rate-limit state kept outside the process (Redis), so
-//! that every replica shares one budget per client; and [`Check`], what
+//! that every replica shares one budget per client; and [`Verdict`], what
 //! [`RateLimiter::check_request`](super::RateLimiter::check_request)
 //! returns, decided at once in memory or pending on the store.
 
@@ -37,7 +37,7 @@ pub type DecisionFuture = Pin<Box<dyn Future<Output = Decision> + Send + 'static
 /// ```
 /// use std::net::IpAddr;
 /// use watchpost::ratelimit::{
-///     Check, Decision, DecisionFuture, KeyedRateLimiter, Quota, RateLimitRequest, RateLimitStore,
+///     Decision, DecisionFuture, KeyedRateLimiter, Quota, RateLimitRequest, RateLimitStore, Verdict,
 ///     RateLimiter,
 /// };
 ///
@@ -57,7 +57,7 @@ pub type DecisionFuture = Pin<Box<dyn Future<Output = Decision> + Send + 'static
 /// let headers = http::HeaderMap::new();
 /// let peer: IpAddr = "203.0.113.7".parse()?;
 /// let request = RateLimitRequest::new("GET", "/", Some(peer), &headers);
-/// assert!(matches!(limiter.check_request(&request), Check::Pending(_)));
+/// assert!(matches!(limiter.check_request(&request), Verdict::Pending(_)));
 /// assert!(limiter.check_request(&request).await.is_rejected());
 /// # Ok(()) }
 /// ```
@@ -86,49 +86,49 @@ impl<T: RateLimitStore + ?Sized> RateLimitStore for Arc<T> {
 /// variant to keep the in-memory path free of any future.
 #[must_use = "a check does nothing until its outcome is used"]
 #[derive(Debug)]
-pub enum Check {
+pub enum Verdict {
     /// Decided.
     Ready(Outcome),
     /// Waiting for the store: await it.
-    Pending(CheckFuture),
+    Pending(VerdictFuture),
 }
 
-impl Check {
+impl Verdict {
     /// The resolved client address, known before the store answers.
     pub fn client_ip(&self) -> Option<IpAddr> {
         match self {
-            Check::Ready(outcome) => outcome.client_ip(),
-            Check::Pending(future) => future.client_ip,
+            Verdict::Ready(outcome) => outcome.client_ip(),
+            Verdict::Pending(future) => future.client_ip,
         }
     }
 
     /// The outcome if it is decided, `None` when waiting for a store.
     pub fn ready(self) -> Option<Outcome> {
         match self {
-            Check::Ready(outcome) => Some(outcome),
-            Check::Pending(_) => None,
+            Verdict::Ready(outcome) => Some(outcome),
+            Verdict::Pending(_) => None,
         }
     }
 }
 
-impl IntoFuture for Check {
+impl IntoFuture for Verdict {
     type Output = Outcome;
-    type IntoFuture = CheckFuture;
+    type IntoFuture = VerdictFuture;
 
-    fn into_future(self) -> CheckFuture {
+    fn into_future(self) -> VerdictFuture {
         match self {
-            Check::Ready(outcome) => CheckFuture {
+            Verdict::Ready(outcome) => VerdictFuture {
                 client_ip: outcome.client_ip(),
                 state: State::Ready(Some(outcome)),
             },
-            Check::Pending(future) => future,
+            Verdict::Pending(future) => future,
         }
     }
 }
 
-/// The [`Outcome`] of a [`Check`], once the store has decided.
+/// The [`Outcome`] of a [`Verdict`], once the store has decided.
 #[must_use = "futures do nothing unless polled"]
-pub struct CheckFuture {
+pub struct VerdictFuture {
     client_ip: Option<IpAddr>,
     state: State,
 }
@@ -142,7 +142,7 @@ enum State {
     },
 }
 
-impl CheckFuture {
+impl VerdictFuture {
     /// Waits for `decision`, then answers as `template` (a not-counted
     /// outcome carrying the client and the answer's settings) would with
     /// that decision under `policy`.
@@ -162,16 +162,16 @@ impl CheckFuture {
     }
 }
 
-impl fmt::Debug for CheckFuture {
+impl fmt::Debug for VerdictFuture {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CheckFuture")
+        f.debug_struct("VerdictFuture")
             .field("client_ip", &self.client_ip)
             .field("decided", &matches!(self.state, State::Ready(_)))
             .finish()
     }
 }
 
-impl Future for CheckFuture {
+impl Future for VerdictFuture {
     type Output = Outcome;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
@@ -179,8 +179,7 @@ impl Future for CheckFuture {
         match &mut this.state {
             State::Ready(outcome) => match outcome.take() {
                 Some(outcome) => Poll::Ready(outcome),
-                // Polled after completion: stay pending, as futures may.
-                None => Poll::Pending,
+                None => panic!("`VerdictFuture` polled after completion"),
             },
             State::Waiting {
                 decision,
