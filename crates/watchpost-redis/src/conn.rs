@@ -11,28 +11,13 @@ use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, RedisResult};
+use watchpost::shared::SharedContext;
 
 use crate::BuildError;
 
 pub(crate) const LOG_TARGET: &str = "watchpost_redis";
 
-/// A change in whether a [`RedisStore`](crate::RedisStore) or a
-/// [`RedisRateLimiter`](crate::RedisRateLimiter) reaches Redis, passed to
-/// its `on_change` callback
-/// ([store](crate::RedisStoreBuilder::on_change),
-/// [limiter](crate::RedisRateLimiterBuilder::on_change)).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Availability {
-    /// Redis stopped answering: the store now dedupes in this process
-    /// only; the limiter fails open (or closed).
-    Unavailable,
-    /// Redis answers again, after an outage this long.
-    Recovered {
-        /// How long Redis was unavailable.
-        after: Duration,
-    },
-}
+pub use watchpost::shared::Availability;
 
 pub(crate) type OnChange = Arc<dyn Fn(Availability) + Send + Sync>;
 
@@ -71,11 +56,8 @@ impl Settings {
 
     /// The connection, prefix and callback, checked: the URL, a non-zero
     /// timeout, a non-empty prefix.
-    pub(crate) fn build(
-        self,
-        driver: Driver,
-    ) -> Result<(Conn, String, Option<OnChange>), BuildError> {
-        let conn = Conn::new(self.client?, self.timeout, driver)?;
+    pub(crate) fn build(self) -> Result<(Arc<Conn>, String, Option<OnChange>), BuildError> {
+        let conn = Arc::new(Conn::new(self.client?, self.timeout)?);
         if self.prefix.is_empty() {
             return Err(BuildError::EmptyPrefix);
         }
@@ -113,47 +95,18 @@ pub(crate) enum Answer<T> {
     Down { started: Option<String> },
 }
 
-/// Where a connection's tasks run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Driver {
-    /// On the runtime of the first command (the store: the alert delivery
-    /// thread's own runtime).
-    Caller,
-    /// On watchpost-redis's own thread ([`background`]), whatever runtime
-    /// the commands come from (the limiter: actix-web runs one runtime per
-    /// worker thread, and a connection living on one worker would stall
-    /// every worker's checks whenever that one is busy).
-    Background,
-}
-
-/// The runtime of the `watchpost-redis` thread, started on first use;
-/// `None` if the thread or runtime couldn't be created (commands then run
-/// on the caller's runtime).
-fn background() -> Option<&'static tokio::runtime::Handle> {
-    static HANDLE: OnceLock<Option<tokio::runtime::Handle>> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            let handle = runtime.handle().clone();
-            std::thread::Builder::new()
-                .name("watchpost-redis".into())
-                .spawn(move || runtime.block_on(std::future::pending::<()>()))
-                .ok()?;
-            Some(handle)
-        })
-        .as_ref()
-}
-
 pub(crate) struct Conn {
     client: Client,
-    driver: Driver,
     addr: String,
     password: Option<String>,
     timeout: Duration,
     state: Mutex<State>,
+    /// Watchpost's runtime and availability reports, once a `Watchpost`
+    /// started with this connection's store.
+    attached: OnceLock<SharedContext>,
+    /// Set when the connection serves a store's alerts and its rate limits
+    /// both (a `Watchpost`'s shared state): whether those fail closed.
+    limits_fail_closed: OnceLock<bool>,
 }
 
 #[derive(Default)]
@@ -178,11 +131,7 @@ impl fmt::Debug for Conn {
 }
 
 impl Conn {
-    pub(crate) fn new(
-        client: Client,
-        timeout: Duration,
-        driver: Driver,
-    ) -> Result<Self, BuildError> {
+    pub(crate) fn new(client: Client, timeout: Duration) -> Result<Self, BuildError> {
         if timeout.is_zero() {
             return Err(BuildError::ZeroTimeout);
         }
@@ -195,12 +144,52 @@ impl Conn {
             .map(str::to_owned);
         Ok(Self {
             client,
-            driver,
             addr,
             password,
             timeout,
             state: Mutex::default(),
+            attached: OnceLock::new(),
+            limits_fail_closed: OnceLock::new(),
         })
+    }
+
+    /// Runs the connection on watchpost's thread from now on, and reports
+    /// changes of availability to the `Watchpost`.
+    pub(crate) fn attach(&self, context: SharedContext) {
+        let _ = self.attached.set(context);
+    }
+
+    /// This connection also serves rate limits failing open or closed.
+    pub(crate) fn serves_limits(&self, fail_closed: bool) {
+        let _ = self.limits_fail_closed.set(fail_closed);
+    }
+
+    /// Tells the `Watchpost` (if attached) and `own` of a change.
+    pub(crate) fn report(&self, own: Option<&OnChange>, change: Availability) {
+        notify(own, change);
+        if let Some(context) = self.attached.get() {
+            context.report(change);
+        }
+    }
+
+    /// The log line for the start of an outage: `component`'s words, or
+    /// the whole story when this connection serves alerts and rate limits.
+    pub(crate) fn outage_line(&self, reason: &str, component: String) -> String {
+        match self.limits_fail_closed.get() {
+            None => component,
+            Some(&closed) => {
+                let limits = if closed {
+                    "rejects every request (fail closed)"
+                } else {
+                    "allows every request (fail open)"
+                };
+                format!(
+                    "shared state unavailable (redis {}: {reason}); alerts are deduplicated \
+                     in this process and rate limiting {limits} until it is back",
+                    self.addr
+                )
+            }
+        }
     }
 
     /// `host:port`, never the password.
@@ -221,17 +210,14 @@ impl Conn {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The runtime commands are sent to, for [`Driver::Background`].
-    fn driver_runtime(&self) -> Option<&'static tokio::runtime::Handle> {
-        match self.driver {
-            Driver::Caller => None,
-            Driver::Background => background(),
-        }
+    /// Watchpost's runtime, once attached.
+    fn driver_runtime(&self) -> Option<&tokio::runtime::Handle> {
+        self.attached.get().map(SharedContext::runtime)
     }
 
     /// The connection, or `None` while waiting to retry a failed Redis.
-    /// The manager's tasks run on the driver's runtime: the background
-    /// thread's, or the one that first asks.
+    /// The manager's tasks run on watchpost's thread once attached (before
+    /// that, on the runtime that first asks).
     pub(crate) fn connection(&self) -> Option<ConnectionManager> {
         let mut state = self.lock();
         if state
@@ -266,34 +252,38 @@ impl Conn {
             return Answer::Down { started: None };
         };
         let result = tokio::time::timeout(self.timeout, command(conn)).await;
-        self.settle(result.map_err(|_| Late))
+        self.settle(result.map_err(|_| Late), self.timeout)
     }
 
-    /// Runs `command` on Redis within the timeout, on the driver's runtime
-    /// (see [`Driver`]); the caller only waits for the answer.
-    pub(crate) async fn run_on_driver<T, F, Fut>(&self, command: F) -> Answer<T>
+    /// Runs `command` on Redis within the timeout, on watchpost's thread
+    /// once attached (so the connection serves every runtime alike:
+    /// actix-web runs one per worker thread, and a connection living on
+    /// one worker would stall every worker's checks whenever that one is
+    /// busy); the caller only waits for the answer.
+    pub(crate) async fn run_on_driver<T, F, Fut>(&self, timeout: Duration, command: F) -> Answer<T>
     where
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: Future<Output = RedisResult<T>> + Send + 'static,
         T: Send + 'static,
     {
-        let Some(runtime) = self.driver_runtime() else {
-            return self.run(command).await;
-        };
         let Some(conn) = self.connection() else {
             return Answer::Down { started: None };
         };
+        let Some(runtime) = self.driver_runtime() else {
+            let result = tokio::time::timeout(timeout, command(conn)).await;
+            return self.settle(result.map_err(|_| Late), timeout);
+        };
         let task = runtime.spawn(command(conn));
-        let result = match tokio::time::timeout(self.timeout, task).await {
+        let result = match tokio::time::timeout(timeout, task).await {
             Ok(Ok(result)) => Ok(result),
             // The task panicked or its runtime is gone: as good as no answer.
             Ok(Err(_)) | Err(_) => Err(Late),
         };
-        self.settle(result)
+        self.settle(result, timeout)
     }
 
     /// What a command's result means for the connection's state.
-    fn settle<T>(&self, result: Result<RedisResult<T>, Late>) -> Answer<T> {
+    fn settle<T>(&self, result: Result<RedisResult<T>, Late>, timeout: Duration) -> Answer<T> {
         match result {
             Ok(Ok(value)) => {
                 let recovered = self.lock().outage.take().map(|o| o.since.elapsed());
@@ -307,7 +297,7 @@ impl Conn {
                 };
                 self.failed(&reason)
             }
-            Err(Late) => self.failed(&format!("no answer within {:?}", self.timeout)),
+            Err(Late) => self.failed(&format!("no answer within {timeout:?}")),
         }
     }
 

@@ -5,64 +5,44 @@
 //!
 //! # Start here
 //!
-//! - [`RedisStore`] is a [`watchpost::alert::AlertStore`]: give one to each
-//!   replica's [`Alerter`](watchpost::alert::Alerter) with
-//!   [`AlerterBuilder::store`](watchpost::alert::AlerterBuilder::store), all
-//!   pointing at the same Redis (and the same [prefix](RedisStoreBuilder::prefix)).
-//! - If Redis is down, nothing fails and no alert is lost: the store
-//!   dedupes in the process until Redis is back, logs one warning when it
-//!   goes and one line when it returns, and calls your
-//!   [`on_change`](RedisStoreBuilder::on_change) callback, where you can
-//!   raise a "shared state unavailable" alert (below).
-//! - [`RedisRateLimiter`] is a GCRA rate limiter whose budget per key is
-//!   shared by every replica (`10/min` means ten requests in total, not
-//!   ten per replica), with the in-memory limiter's
-//!   [`Decision`](watchpost::ratelimit::Decision) and headers. If Redis is
-//!   down it allows every request (or, if configured, rejects them), with
-//!   one warning.
-//!
-//! The store never connects in its constructor: an application starts
-//! even when Redis is down. It opens its own connection, on the alert
-//! delivery thread, so alerts don't depend on the application's runtime
-//! (see [`RedisStore`]). For the application's own Redis health, use
-//! `watchpost::checks::RedisCheck` (core feature `redis`).
-//!
-//! # Examples
+//! One line, on the [`Watchpost`](watchpost::Watchpost) handle:
 //!
 //! ```no_run
-//! use std::sync::{Arc, OnceLock};
-//! use watchpost::alert::{Alert, Alerter, WeakAlerter};
-//! use watchpost_redis::{Availability, RedisStore};
+//! use watchpost::Watchpost;
+//! use watchpost_redis::RedisStore;
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! // Filled once the alerter exists (the store is built first). A weak
-//! // handle: the alerter holds the store, the store must not hold it.
-//! let slot: Arc<OnceLock<WeakAlerter>> = Arc::default();
-//! let store = RedisStore::builder(&std::env::var("REDIS_URL")?)
-//!     .prefix("checkout-api")
-//!     .on_change({
-//!         let slot = slot.clone();
-//!         move |change| {
-//!             let Some(alerter) = slot.get().and_then(WeakAlerter::upgrade) else { return };
-//!             match change {
-//!                 Availability::Unavailable => alerter.fire(
-//!                     "watchpost-redis",
-//!                     Alert::warning("Shared alert state unavailable")
-//!                         .detail("Redis is unreachable: alerts are deduplicated per replica"),
-//!                 ),
-//!                 Availability::Recovered { .. } => alerter.resolve("watchpost-redis"),
-//!                 _ => {}
-//!             }
-//!         }
-//!     })
+//! let wp = Watchpost::from_env()?
+//!     .shared(RedisStore::open(&std::env::var("REDIS_URL")?)?) // every replica, the same URL and prefix
 //!     .build()?;
-//!
-//! let alerter = Alerter::builder().store(Arc::new(store)).build()?;
-//! let _ = slot.set(alerter.downgrade());
-//!
-//! alerter.send(Alert::error("Payment provider down")); // once across replicas
-//! # Ok(()) }
+//! let limiter = wp.rate_limiter("10/min".parse()?); // ten a minute in total, across replicas
+//! # let _ = limiter; Ok(()) }
 //! ```
+//!
+//! - [`RedisStore`] is the shared state: alert dedupe and incidents through
+//!   Redis, and rate limits through a [`RedisRateLimiter`] on the same
+//!   connection, which runs on watchpost's thread (so it serves every
+//!   runtime alike: actix-web runs one per worker).
+//! - If Redis is down, nothing fails and no alert is lost: alerts are
+//!   deduplicated in the process until Redis is back, rate limits allow
+//!   every request (or, with [`fail_closed`](RedisStoreBuilder::fail_closed),
+//!   reject them), one warning is logged when Redis goes and one line when
+//!   it returns, and the handle raises one "Shared state unavailable"
+//!   incident, resolved when Redis is back.
+//! - Keys are namespaced by a [prefix](RedisStoreBuilder::prefix);
+//!   neither logs, errors nor `Debug` output show the URL's password.
+//!
+//! The store never connects in its constructor: an application starts
+//! even when Redis is down. For the application's own Redis health, use
+//! `watchpost::checks::RedisCheck` (core feature `redis`).
+//!
+//! Without a `Watchpost`, give the store to an
+//! [`AlerterBuilder::store`](watchpost::alert::AlerterBuilder::store) and a
+//! [`RedisRateLimiter`] to
+//! [`RateLimiter::store`](watchpost::ratelimit::RateLimiter::store), each
+//! with an [`on_change`](RedisStoreBuilder::on_change) callback for your
+//! own alert; their connections then run on the runtime of their first
+//! command.
 //!
 //! # Feature flags
 //!

@@ -9,7 +9,7 @@ use std::time::Duration;
 use redis::{Client, Script};
 use watchpost::ratelimit::{Decision, DecisionFuture, Quota, RateLimitStore};
 
-use crate::conn::{notify, Answer, Availability, Conn, Driver, OnChange, Settings, LOG_TARGET};
+use crate::conn::{Answer, Availability, Conn, OnChange, Settings, LOG_TARGET};
 use crate::keys::redis_key;
 use crate::BuildError;
 
@@ -105,7 +105,10 @@ pub struct RedisRateLimiter {
 }
 
 struct Inner {
-    conn: Conn,
+    conn: Arc<Conn>,
+    /// How long a check waits for Redis (the connection's own timeout
+    /// serves alert commands when it is shared).
+    timeout: Duration,
     prefix: String,
     quota: Quota,
     fail_closed: bool,
@@ -119,7 +122,7 @@ impl fmt::Debug for RedisRateLimiter {
             .field("addr", &self.inner.conn.addr())
             .field("prefix", &self.inner.prefix)
             .field("quota", &self.inner.quota)
-            .field("timeout", &self.inner.conn.timeout())
+            .field("timeout", &self.inner.timeout)
             .field("fail_closed", &self.inner.fail_closed)
             .field("available", &self.is_available())
             .finish_non_exhaustive()
@@ -166,7 +169,7 @@ impl RedisRateLimiter {
         let owner = Arc::clone(&self.inner);
         let answer = inner
             .conn
-            .run_on_driver(|mut conn| async move {
+            .run_on_driver(inner.timeout, |mut conn| async move {
                 let mut call = owner.gcra.key(&redis_key);
                 call.arg(t).arg(limit);
                 call.invoke_async::<(i64, i64, i64)>(&mut conn).await
@@ -182,7 +185,9 @@ impl RedisRateLimiter {
                         "rate limiting shared through redis again (redis {addr}) after {}s",
                         after.as_secs()
                     );
-                    notify(inner.on_change.as_ref(), Availability::Recovered { after });
+                    inner
+                        .conn
+                        .report(inner.on_change.as_ref(), Availability::Recovered { after });
                 }
                 decision(quota, value)
             }
@@ -194,13 +199,17 @@ impl RedisRateLimiter {
                     } else {
                         "allowing every request (fail open)"
                     };
-                    tracing::warn!(
-                        target: LOG_TARGET,
-                        addr = %addr,
-                        "shared rate limiting unavailable (redis {addr}: {reason}); \
-                         {mode} until it is back",
+                    let line = inner.conn.outage_line(
+                        &reason,
+                        format!(
+                            "shared rate limiting unavailable (redis {addr}: {reason}); \
+                             {mode} until it is back"
+                        ),
                     );
-                    notify(inner.on_change.as_ref(), Availability::Unavailable);
+                    tracing::warn!(target: LOG_TARGET, addr = %addr, "{line}");
+                    inner
+                        .conn
+                        .report(inner.on_change.as_ref(), Availability::Unavailable);
                 }
                 self.fallback(quota)
             }
@@ -224,6 +233,31 @@ impl RedisRateLimiter {
     /// Whether the last check reached Redis (`true` before the first).
     pub fn is_available(&self) -> bool {
         self.inner.conn.is_available()
+    }
+
+    /// A limiter sharing a store's connection (a `Watchpost`'s shared
+    /// state); its own quota is unused (each check brings its rule's).
+    pub(crate) fn on_connection(
+        conn: Arc<Conn>,
+        prefix: String,
+        fail_closed: bool,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                conn,
+                timeout,
+                prefix,
+                quota: Quota::per_minute(std::num::NonZeroU32::MIN),
+                fail_closed,
+                on_change: None,
+                gcra: Script::new(GCRA),
+            }),
+        }
+    }
+
+    pub(crate) fn fails_closed(&self) -> bool {
+        self.inner.fail_closed
     }
 }
 
@@ -363,9 +397,10 @@ impl RedisRateLimiterBuilder {
     ///
     /// The URL is invalid, the timeout is zero, or the prefix is empty.
     pub fn build(self) -> Result<RedisRateLimiter, BuildError> {
-        let (conn, prefix, on_change) = self.settings.build(Driver::Background)?;
+        let (conn, prefix, on_change) = self.settings.build()?;
         Ok(RedisRateLimiter {
             inner: Arc::new(Inner {
+                timeout: conn.timeout(),
                 conn,
                 prefix,
                 quota: self.quota,

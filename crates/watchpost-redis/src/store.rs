@@ -10,9 +10,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use redis::aio::ConnectionManager;
 use redis::{Client, RedisResult, Script};
 use watchpost::alert::{AlertStore, Claim, MemoryStore, StoreFuture};
+use watchpost::ratelimit::RateLimitStore;
+use watchpost::shared::{SharedContext, SharedState};
 
-use crate::conn::{notify, Answer, Availability, Conn, Driver, OnChange, Settings, LOG_TARGET};
+use crate::conn::{Answer, Availability, Conn, OnChange, Settings, LOG_TARGET};
 use crate::keys::redis_key;
+use crate::ratelimit::RedisRateLimiter;
 
 /// Deliver (returns the suppressed count) or count (returns -1), atomically.
 /// KEYS: dedupe, suppressed. ARGV: value, window ms, increment, counter ttl ms.
@@ -113,9 +116,11 @@ pub struct RedisStore {
 }
 
 struct Inner {
-    conn: Conn,
+    conn: Arc<Conn>,
     prefix: String,
     incident_ttl: Duration,
+    /// The rate-limit store on the same connection, for a `Watchpost`.
+    limits: RedisRateLimiter,
     on_change: Option<OnChange>,
     local: MemoryStore,
     claim: Script,
@@ -187,13 +192,18 @@ impl RedisStore {
 pub struct RedisStoreBuilder {
     settings: Settings,
     incident_ttl: Duration,
+    fail_closed: bool,
+    limit_timeout: Duration,
 }
 
 impl fmt::Debug for RedisStoreBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("RedisStoreBuilder");
         self.settings.debug_fields(&mut d);
-        d.field("incident_ttl", &self.incident_ttl).finish()
+        d.field("incident_ttl", &self.incident_ttl)
+            .field("fail_closed", &self.fail_closed)
+            .field("limit_timeout", &self.limit_timeout)
+            .finish()
     }
 }
 
@@ -202,7 +212,27 @@ impl RedisStoreBuilder {
         Self {
             settings: Settings::new(client, Duration::from_secs(1)),
             incident_ttl: Duration::from_secs(7 * 24 * 3600),
+            fail_closed: false,
+            limit_timeout: Duration::from_millis(250),
         }
+    }
+
+    /// As the shared state of a [`Watchpost`](watchpost::Watchpost): whether
+    /// its rate limits reject every request while Redis is unreachable
+    /// (default `false`: allow every request; see
+    /// [`RedisRateLimiter`]).
+    pub fn fail_closed(mut self, fail_closed: bool) -> Self {
+        self.fail_closed = fail_closed;
+        self
+    }
+
+    /// As the shared state of a [`Watchpost`](watchpost::Watchpost): how
+    /// long a rate-limit check waits for Redis before deciding as if it
+    /// were down (default 250 ms; every request waits on it, so keep it
+    /// short). Alert commands use [`timeout`](Self::timeout).
+    pub fn limit_timeout(mut self, timeout: Duration) -> Self {
+        self.limit_timeout = timeout;
+        self
     }
 
     /// The prefix of every key (default `watchpost`). Services sharing a
@@ -246,12 +276,19 @@ impl RedisStoreBuilder {
     ///
     /// The URL is invalid, the timeout or TTL is zero, or the prefix empty.
     pub fn build(self) -> Result<RedisStore, BuildError> {
-        let (conn, prefix, on_change) = self.settings.build(Driver::Caller)?;
+        let (conn, prefix, on_change) = self.settings.build()?;
         if self.incident_ttl.is_zero() {
             return Err(BuildError::ZeroIncidentTtl);
         }
+        let limits = RedisRateLimiter::on_connection(
+            conn.clone(),
+            prefix.clone(),
+            self.fail_closed,
+            self.limit_timeout,
+        );
         Ok(RedisStore {
             inner: Arc::new(Inner {
+                limits,
                 conn,
                 prefix,
                 incident_ttl: self.incident_ttl,
@@ -304,12 +341,14 @@ impl Inner {
             Answer::Down { started } => {
                 if let Some(reason) = started {
                     let addr = self.conn.addr();
-                    tracing::warn!(
-                        target: LOG_TARGET,
-                        addr = %addr,
-                        "shared alert state unavailable (redis {addr}: {reason}); \
-                         deduplicating alerts in this process until it is back",
+                    let line = self.conn.outage_line(
+                        &reason,
+                        format!(
+                            "shared alert state unavailable (redis {addr}: {reason}); \
+                             deduplicating alerts in this process until it is back"
+                        ),
                     );
+                    tracing::warn!(target: LOG_TARGET, addr = %addr, "{line}");
                     self.notify(Availability::Unavailable);
                 }
                 None
@@ -340,7 +379,7 @@ impl Inner {
     }
 
     fn notify(&self, change: Availability) {
-        notify(self.on_change.as_ref(), change);
+        self.conn.report(self.on_change.as_ref(), change);
     }
 }
 
@@ -449,6 +488,48 @@ impl AlertStore for RedisStore {
                 }
             }
         })
+    }
+}
+
+/// The shared state of a [`Watchpost`](watchpost::Watchpost), in one line:
+/// `.shared(RedisStore::open(&url)?)`. Alert dedupe and incidents go
+/// through this store, rate limits through a [`RedisRateLimiter`] on the
+/// same connection (keys `{prefix}:rl:{rule}:{client}`), which runs on
+/// watchpost's thread; while Redis is unreachable the handle raises one
+/// "Shared state unavailable" incident, and resolves it when Redis is back.
+///
+/// ```no_run
+/// use watchpost::Watchpost;
+/// use watchpost_redis::RedisStore;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let wp = Watchpost::from_env()?
+///     .shared(RedisStore::open(&std::env::var("REDIS_URL")?)?)
+///     .build()?;
+/// # let _ = wp; Ok(()) }
+/// ```
+impl SharedState for RedisStore {
+    fn describe(&self) -> String {
+        format!("redis {}", self.inner.conn.addr())
+    }
+
+    fn alert_store(&self) -> Arc<dyn AlertStore> {
+        Arc::new(self.clone())
+    }
+
+    fn rate_limit_store(&self) -> Arc<dyn RateLimitStore> {
+        Arc::new(self.inner.limits.clone())
+    }
+
+    fn start(&self, context: SharedContext) {
+        self.inner
+            .conn
+            .serves_limits(self.inner.limits.fails_closed());
+        self.inner.conn.attach(context);
+    }
+
+    fn is_available(&self) -> bool {
+        self.inner.conn.is_available()
     }
 }
 

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use std::sync::{Arc, Mutex};
 use watchpost::ratelimit::{KeyedRateLimiter, Quota, RateLimitRequest, RateLimiter};
 
-use watchpost_redis::{Availability, RedisRateLimiter};
+use std::future::IntoFuture;
+use watchpost::Watchpost;
+use watchpost_redis::{Availability, RedisRateLimiter, RedisStore};
 
 use common::{closed_port, lines_about, Redis};
 use watchpost_testkit::logs;
@@ -277,28 +279,46 @@ async fn recovery_is_automatic_and_logged_once() {
 }
 
 /// actix-web runs one runtime per worker: the connection must not belong
-/// to whichever runtime checked first. Here the first runtime is even gone
-/// before the second checks.
+/// to whichever runtime checked first. Through a `Watchpost`, it lives on
+/// watchpost's thread; here each check comes from a runtime of its own,
+/// gone before the next one checks.
 #[test]
 fn checks_from_several_runtimes_share_one_connection_that_outlives_them() {
     let Some(redis) = Redis::get("rl") else {
         return;
     };
-    let limiter = redis.limiter("5/min");
-    let on_new_runtime = |limiter: &RedisRateLimiter| {
+    let store = RedisStore::builder(&redis.url)
+        .prefix(&redis.prefix)
+        .limit_timeout(TIMEOUT)
+        .build()
+        .unwrap();
+    let wp = Watchpost::builder()
+        .sink(watchpost::alert::MemorySink::new())
+        .shared(store.clone())
+        .panic_hook(false)
+        .build()
+        .unwrap();
+    let limiter = wp.rate_limiter("5/min".parse().unwrap());
+    let headers = http::HeaderMap::new();
+    let peer: IpAddr = "203.0.113.50".parse().unwrap();
+    let on_new_runtime = |limiter: &RateLimiter| {
+        let request = RateLimitRequest::new("GET", "/", Some(peer), &headers);
+        let verdict = limiter.check_request(&request);
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap()
-            .block_on(limiter.check("worker-client"))
+            .block_on(verdict.into_future())
     };
     let remaining: Vec<u32> = (0..3)
         .map(|_| {
-            let d = on_new_runtime(&limiter);
+            let outcome = on_new_runtime(&limiter);
+            let d = outcome.decision().unwrap().clone();
             assert!(d.allowed, "{d:?}");
             d.remaining
         })
         .collect();
     assert_eq!(remaining, [4, 3, 2]);
-    assert!(limiter.is_available(), "never fell back");
+    assert!(store.is_available(), "never fell back");
+    assert!(wp.status().shared.unwrap().available);
 }

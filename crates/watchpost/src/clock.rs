@@ -598,7 +598,8 @@ mod tests {
         let manual = ManualClock::new();
         let clock = manual.clock();
         let mut sleep = Box::pin(clock.sleep(Duration::from_millis(1500)));
-        let mut timeout = Box::pin(clock.timeout(Duration::from_secs(3), std::future::pending::<()>()));
+        let mut timeout =
+            Box::pin(clock.timeout(Duration::from_secs(3), std::future::pending::<()>()));
         assert!((&mut sleep).now_or_never().is_none());
         assert!((&mut timeout).now_or_never().is_none());
         manual.advance(Duration::from_secs(1));
@@ -660,9 +661,10 @@ mod tests {
             clock: manual.clock(),
             done: Arc::default(),
         });
-        manual
-            .clock()
-            .register(&Watchers::default(), Arc::downgrade(&spawner) as Weak<dyn Tick>);
+        manual.clock().register(
+            &Watchers::default(),
+            Arc::downgrade(&spawner) as Weak<dyn Tick>,
+        );
         manual.advance(Duration::from_secs(3));
         assert_eq!(spawner.done.load(Ordering::SeqCst), 3);
     }

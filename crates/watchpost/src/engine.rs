@@ -57,16 +57,22 @@ impl Engine {
         let handle = runtime.handle().clone();
         let watchers = Arc::new(Watchers::default());
         let ticked = watchers.clone();
+        let (running, started) = std::sync::mpsc::sync_channel(1);
         let thread = std::thread::Builder::new()
             .name(THREAD_NAME.to_owned())
             .spawn(move || {
                 crate::alert::worker::mark_delivery_thread();
+                let _ = running.send(());
                 runtime.block_on(async move {
                     let ticker = tokio::spawn(tick(ticked));
                     main.await;
                     ticker.abort();
                 });
             })?;
+        // Once running, the thread carries its name (the OS gets it from
+        // the thread itself): what a look at the process shows is true
+        // from the moment the handle exists.
+        let _ = started.recv();
         Ok(Self {
             inner: Arc::new(Inner {
                 handle,

@@ -291,7 +291,11 @@ pub struct SharedStatus {
 
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "watchpost is running: thread {}", self.threads.join(", "))?;
+        write!(
+            f,
+            "watchpost is running: thread {}",
+            self.threads.join(", ")
+        )?;
         let sinks: Vec<String> = self
             .sinks
             .iter()
@@ -732,7 +736,11 @@ fn trusted_proxies(value: &str) -> Result<Option<ClientIpResolver>, ConfigError>
         return Ok(Some(ClientIpResolver::new().trust_none()));
     }
     let mut nets: Vec<IpNet> = Vec::new();
-    for entry in value.split([',', ' ']).map(str::trim).filter(|e| !e.is_empty()) {
+    for entry in value
+        .split([',', ' '])
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+    {
         if entry.eq_ignore_ascii_case("default") {
             nets.extend_from_slice(DEFAULT_TRUSTED_PROXIES);
             continue;

@@ -57,12 +57,12 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod alert;
-mod clock;
 pub mod client_ip;
+mod clock;
 mod engine;
 mod handle;
-mod loud;
 pub mod health;
+mod loud;
 pub mod monitor;
 pub mod panic;
 pub mod ratelimit;
@@ -71,4 +71,6 @@ pub mod shared;
 pub mod checks;
 
 pub use clock::{Clock, Elapsed, ManualClock, Sleep, Timeout};
-pub use handle::{SharedStatus, SinkStatus, Status, Watchpost, WatchpostBuilder, SHARED_STATE_INCIDENT};
+pub use handle::{
+    SharedStatus, SinkStatus, Status, Watchpost, WatchpostBuilder, SHARED_STATE_INCIDENT,
+};

@@ -322,7 +322,7 @@ fn a_401_disables_the_sink() {
     assert_eq!((stats.sent, stats.failed), (0, 2));
     assert_eq!(server.requests().len(), 1, "nothing sent once disabled");
     assert_logged(
-        "alert sink disabled for the life of the process: Sentry rejected the DSN's key \
+        "alert sink sentry is disabled for the life of the process: Sentry rejected the DSN's key \
          (HTTP 401: invalid api key): check WATCHPOST_SENTRY_DSN",
     );
 }

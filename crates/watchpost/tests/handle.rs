@@ -40,7 +40,10 @@ fn switch(up: &Arc<AtomicBool>, runs: &Arc<AtomicUsize>) -> impl watchpost::heal
 fn a_dependency_going_down_fires_and_resolves_by_advance_alone() {
     let manual = ManualClock::new();
     let sink = MemorySink::new();
-    let (up, runs) = (Arc::new(AtomicBool::new(true)), Arc::new(AtomicUsize::new(0)));
+    let (up, runs) = (
+        Arc::new(AtomicBool::new(true)),
+        Arc::new(AtomicUsize::new(0)),
+    );
     let wp = Watchpost::builder()
         .clock(manual.clock())
         .sink(sink.clone())
@@ -55,7 +58,11 @@ fn a_dependency_going_down_fires_and_resolves_by_advance_alone() {
     manual.tick();
     assert_eq!(runs.load(Ordering::SeqCst), 1);
     manual.advance(Duration::from_secs(30));
-    assert_eq!(runs.load(Ordering::SeqCst), 4, "one run every 10 s, no probe");
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        4,
+        "one run every 10 s, no probe"
+    );
     assert!(wp.flush(HANG));
     assert!(sink.is_empty());
 
@@ -128,7 +135,10 @@ fn the_handles_limiters_share_its_clock_and_exempt_its_probes() {
     assert!(!check("/").is_rejected());
     assert!(check("/").is_rejected());
     for _ in 0..10 {
-        assert!(check("/readyz").decision().is_none(), "probes are not counted");
+        assert!(
+            check("/readyz").decision().is_none(),
+            "probes are not counted"
+        );
     }
     // The limiter reads the handle's clock: 30 s later one request is back.
     manual.advance(Duration::from_secs(30));
@@ -136,7 +146,12 @@ fn the_handles_limiters_share_its_clock_and_exempt_its_probes() {
     assert!(check("/").is_rejected());
 
     let chat = wp.rate_limiter("1/min".parse().unwrap());
-    let ok = chat.check_request(&RateLimitRequest::new("POST", "/api/chat", Some(peer), &headers));
+    let ok = chat.check_request(&RateLimitRequest::new(
+        "POST",
+        "/api/chat",
+        Some(peer),
+        &headers,
+    ));
     assert!(!ok.ready().unwrap().is_rejected());
 }
 
@@ -179,7 +194,11 @@ fn dropping_the_handle_flushes_even_on_an_early_return() {
         .build()
         .unwrap();
     assert!(early_return(wp).is_err());
-    assert_eq!(delivered.load(Ordering::SeqCst), 1, "delivered before the drop returned");
+    assert_eq!(
+        delivered.load(Ordering::SeqCst),
+        1,
+        "delivered before the drop returned"
+    );
 }
 
 #[test]
@@ -236,7 +255,10 @@ fn a_bad_health_configuration_is_a_clear_error() {
         .panic_hook(false)
         .build()
         .unwrap_err();
-    assert_eq!(err.to_string(), "invalid health checks: check \"db\" is registered twice");
+    assert_eq!(
+        err.to_string(),
+        "invalid health checks: check \"db\" is registered twice"
+    );
 }
 
 #[test]
@@ -254,7 +276,12 @@ fn trusted_proxies_come_from_the_environment() {
     headers.insert("x-forwarded-for", "203.0.113.9".parse().unwrap());
     let from = |peer: &str| {
         limiter
-            .check_request(&RateLimitRequest::new("GET", "/", Some(peer.parse().unwrap()), &headers))
+            .check_request(&RateLimitRequest::new(
+                "GET",
+                "/",
+                Some(peer.parse().unwrap()),
+                &headers,
+            ))
             .client_ip()
     };
     assert_eq!(from("192.0.2.1"), Some("203.0.113.9".parse().unwrap()));

@@ -3,7 +3,7 @@
 //! never holds up the others), retries, pacing and failure logging.
 
 use std::cell::Cell;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
@@ -345,18 +345,40 @@ async fn run(
     let store_log = Mutex::new(FailureLog::default());
     // The store is asked about several alerts at once, so a slow or dead
     // one delays each alert by its timeout at most, not by the sum of
-    // theirs; the answers are taken in order, so an incident's firing
-    // still goes out before its resolution.
+    // theirs. Questions about one key wait for the one before (an
+    // incident's close after its open), and the answers are taken in
+    // order, so a firing still goes out before its resolution.
     let mut settling = FuturesOrdered::new();
+    let mut chains: HashMap<String, Chain> = HashMap::new();
+    let mut seq = 0_u64;
     let mut open = true;
     loop {
         tokio::select! {
             biased;
-            Some(settled) = settling.next(), if !settling.is_empty() => {
+            Some((seq, settled)) = settling.next(), if !settling.is_empty() => {
+                let (seq, settled): (u64, Settled) = (seq, settled);
+                if chains.get(&settled.key).is_some_and(|c| c.seq == seq) {
+                    chains.remove(&settled.key);
+                }
                 dispatch(settled, &lanes, &queue, &counters);
             }
             job = queue.pop(), if open && settling.len() < MAX_SETTLING => match job {
-                Some(job) => settling.push_back(settle_job(job, &*store, &config, &store_log)),
+                Some(job) => {
+                    seq += 1;
+                    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+                    let before = chains
+                        .insert(job.notification.key.clone(), Chain { seq, done: rx.shared() })
+                        .map(|c| c.done);
+                    let (store, config, log) = (&*store, &config, &store_log);
+                    settling.push_back(async move {
+                        if let Some(before) = before {
+                            let _ = before.await;
+                        }
+                        let settled = settle_job(job, store, config, log).await;
+                        let _ = tx.send(());
+                        (seq, settled)
+                    });
+                }
                 None => open = false,
             },
             else => break,
@@ -373,10 +395,17 @@ async fn run(
 /// Alerts whose store answers are awaited at once.
 const MAX_SETTLING: usize = 64;
 
+/// The last question asked about a key: done when its answer is in.
+struct Chain {
+    seq: u64,
+    done: futures_util::future::Shared<tokio::sync::oneshot::Receiver<()>>,
+}
+
 /// A job once the store answered: the notification to deliver (`None`:
-/// nothing to deliver), its operation and who waits for it.
+/// nothing to deliver), its key and operation, and who waits for it.
 struct Settled {
     notification: Option<Notification>,
+    key: String,
     op: StoreOp,
     done: Option<Arc<Done>>,
 }
@@ -387,8 +416,10 @@ async fn settle_job(
     config: &DeliveryConfig,
     log: &Mutex<FailureLog>,
 ) -> Settled {
+    let key = job.notification.key.clone();
     Settled {
         notification: settle(job.notification, job.op, store, config, log).await,
+        key,
         op: job.op,
         done: job.done,
     }

@@ -178,9 +178,17 @@ fn unspecified_addresses_are_never_the_client() {
         let got = resolve(&r, "10.0.0.1", &xff(&format!("{value}, 10.0.0.2")));
         assert_eq!(got, ip("10.0.0.2"), "{value}");
         // Alone: the peer.
-        assert_eq!(resolve(&r, "10.0.0.1", &xff(value)), ip("10.0.0.1"), "{value}");
+        assert_eq!(
+            resolve(&r, "10.0.0.1", &xff(value)),
+            ip("10.0.0.1"),
+            "{value}"
+        );
         let quoted = format!("for=\"{value}\"");
-        assert_eq!(resolve(&r, "10.0.0.1", &fwd(&quoted)), ip("10.0.0.1"), "{value}");
+        assert_eq!(
+            resolve(&r, "10.0.0.1", &fwd(&quoted)),
+            ip("10.0.0.1"),
+            "{value}"
+        );
         let real = [("x-real-ip", value)];
         assert_eq!(resolve(&r, "10.0.0.1", &real), ip("10.0.0.1"), "{value}");
     }

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::check::{Check, DynCheck};
-use crate::alert::Alerter;
-use crate::clock::Clock;
 use super::registry::{Entry, HealthChecks};
 use super::report::StatusChange;
+use crate::alert::Alerter;
+use crate::clock::Clock;
 
 /// Which probe a report answers.
 ///

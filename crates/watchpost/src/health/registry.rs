@@ -13,10 +13,10 @@ use std::time::{Duration, Instant, SystemTime};
 use futures_util::future::{join_all, FutureExt, Shared, WeakShared};
 
 use super::builder::{Details, HealthChecksBuilder, Listener, Mode, Paths, Probe};
-use crate::alert::Alerter;
-use crate::clock::{Clock, Tick};
 use super::check::{CheckResult, DynCheck, Observed, Status};
 use super::report::{CheckReport, Report, StatusChange};
+use crate::alert::Alerter;
+use crate::clock::{Clock, Tick};
 
 /// Output of a check that panicked.
 pub(crate) const PANICKED: &str = "check panicked";

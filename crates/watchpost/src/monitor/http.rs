@@ -5,9 +5,9 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
-use crate::clock::{Clock, Tick};
 use super::window::{Histogram, Totals, Window, BUCKETS, ROUTES};
 use crate::alert::{format_duration, Alert, Alerter, ConfigError};
+use crate::clock::{Clock, Tick};
 use crate::loud;
 
 const LOG_TARGET: &str = "watchpost::monitor::http";

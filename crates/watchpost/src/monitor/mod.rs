@@ -22,10 +22,10 @@ mod http;
 mod threshold;
 mod window;
 
-pub use crate::clock::{Clock, ManualClock};
-pub(crate) use crate::clock::{Tick, TICK};
 pub use self::heartbeat::{
     Heartbeat, HeartbeatBuilder, HeartbeatCheck, HeartbeatRun, HeartbeatState,
 };
 pub use self::http::{HttpMonitor, HttpMonitorBuilder, RequestStart, WindowSnapshot};
 pub use self::threshold::{ThresholdWatcher, ThresholdWatcherBuilder};
+pub use crate::clock::{Clock, ManualClock};
+pub(crate) use crate::clock::{Tick, TICK};

@@ -91,7 +91,9 @@ pub(crate) fn attach(alerter: &Alerter, timeout: Duration, backtrace: bool) -> b
         timeout,
         backtrace,
     };
-    set(config, |current| matches!(current.alerter, Target::Attached(_)))
+    set(config, |current| {
+        matches!(current.alerter, Target::Attached(_))
+    })
 }
 
 fn assert_not_panicking() {
@@ -234,7 +236,9 @@ impl PanicHook {
         };
         // A hook only attached by a `Watchpost` gives way to an explicit
         // install.
-        if set(config, |current| matches!(current.alerter, Target::Attached(_))) {
+        if set(config, |current| {
+            matches!(current.alerter, Target::Attached(_))
+        }) {
             Ok(())
         } else {
             Err(AlreadyInstalled { _private: () })

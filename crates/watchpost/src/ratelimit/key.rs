@@ -274,7 +274,10 @@ where
 }
 
 fn trim(s: &[u8]) -> &[u8] {
-    let start = s.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(s.len());
+    let start = s
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(s.len());
     let end = s
         .iter()
         .rposition(|b| !b.is_ascii_whitespace())
@@ -306,20 +309,35 @@ mod tests {
     #[test]
     fn extractors_find_their_keys() {
         let mut headers = http::HeaderMap::new();
-        headers.insert("x-api-key", " sk-live-123 ".parse().unwrap_or_else(|_| unreachable!()));
+        headers.insert(
+            "x-api-key",
+            " sk-live-123 ".parse().unwrap_or_else(|_| unreachable!()),
+        );
         let user = RateLimitKey::new("user-42");
         let req = request(&headers, Some(&user));
-        assert_eq!(ClientIpKey.key(&req), Some(Key::ip(IpAddr::from([203, 0, 113, 7]))));
+        assert_eq!(
+            ClientIpKey.key(&req),
+            Some(Key::ip(IpAddr::from([203, 0, 113, 7])))
+        );
         let api = HeaderKey::new("X-API-Key").key(&req);
-        assert_eq!(api, Some(Key::text(format!("h:{:016x}", fnv1a(b"sk-live-123")))));
-        assert!(!format!("{api:?}").contains("sk-live"), "the secret is hashed");
+        assert_eq!(
+            api,
+            Some(Key::text(format!("h:{:016x}", fnv1a(b"sk-live-123"))))
+        );
+        assert!(
+            !format!("{api:?}").contains("sk-live"),
+            "the secret is hashed"
+        );
         assert_eq!(HeaderKey::new("x-other").key(&req), None);
         assert_eq!(ExtensionKey.key(&req), Some(Key::text("user-42")));
         assert!(ExtensionKey.uses_extension() && !ClientIpKey.uses_extension());
         assert_eq!(ExtensionKey.key(&request(&headers, None)), None);
         let tenant = key_fn(|r| Some(Key::text(r.path().split('/').nth(2)?.to_owned())));
         assert_eq!(tenant.key(&req), Some(Key::text("acme")));
-        assert_eq!(Key::ip(IpAddr::from([192, 0, 2, 1])).to_string(), "192.0.2.1");
+        assert_eq!(
+            Key::ip(IpAddr::from([192, 0, 2, 1])).to_string(),
+            "192.0.2.1"
+        );
     }
 
     #[test]

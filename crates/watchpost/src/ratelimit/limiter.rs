@@ -13,9 +13,9 @@ use super::key::{Key, KeyExtractor, KeyRequest, RateLimitKey, Repr};
 use super::keyed::{Decision, KeyedRateLimiter};
 use super::quota::Quota;
 use super::shared::{RateLimitStore, Verdict, VerdictFuture};
-use crate::loud;
 use crate::client_ip::{ClientIpResolver, Headers, IpNet};
 use crate::health::HealthChecks;
+use crate::loud;
 
 /// How a 429 body is written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -385,7 +385,9 @@ impl RateLimiter {
     /// Counts one request from `client` against the default quota, in this
     /// process's memory (even with a [`store`](Self::store)).
     pub fn check(&self, client: IpAddr) -> Decision {
-        self.default.limiter.check(&Key(Repr::Ip(self.key_for(client))))
+        self.default
+            .limiter
+            .check(&Key(Repr::Ip(self.key_for(client))))
     }
 
     /// The key a request is counted under: the extractor's, else the
@@ -415,7 +417,9 @@ impl RateLimiter {
     /// [`Pending`](Verdict::Pending) until the store answers. `.await` it
     /// for the [`Outcome`] either way.
     pub fn check_request(&self, req: &RateLimitRequest<'_>) -> Verdict {
-        let client = req.peer.map(|peer| self.resolver.resolve(peer, req.headers));
+        let client = req
+            .peer
+            .map(|peer| self.resolver.resolve(peer, req.headers));
         if (req.method == "OPTIONS" && !self.count_options)
             || self.exempt.iter().any(|p| path_under(req.path, p))
         {

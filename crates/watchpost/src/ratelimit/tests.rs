@@ -323,7 +323,7 @@ async fn a_store_decides_with_the_same_headers_and_keys_name_rule_and_client() {
     ] {
         let check = shared.check_request(&request("GET", path, peer, &h));
         assert_eq!(check.client_ip(), Some(peer.parse().unwrap()));
-        assert!(matches!(check, Check::Pending(_)));
+        assert!(matches!(check, Verdict::Pending(_)));
         let from_store = check.await;
         let from_memory = memory.check_request_now(&request("GET", path, peer, &h));
         assert_eq!(from_store.decision(), from_memory.decision(), "{path}");
@@ -356,5 +356,5 @@ async fn a_store_decides_with_the_same_headers_and_keys_name_rule_and_client() {
 fn a_request_can_be_held_across_an_await_in_a_spawned_task() {
     fn is_send<T: Send>() {}
     is_send::<RateLimitRequest<'static>>();
-    is_send::<Check>();
+    is_send::<Verdict>();
 }
