@@ -2,45 +2,53 @@
 //!
 //! # Start here
 //!
-//! - [`routes`] returns a [`Router`] with the health probes, to
-//!   [`merge`](Router::merge) into yours.
-//! - [`RateLimitLayer`] limits requests per client IP (reading the peer
-//!   address from axum's [`ConnectInfo`], so serve with
-//!   `into_make_service_with_connect_info::<SocketAddr>()`).
-//! - [`ClientIp`] extracts the client address, resolved through trusted
-//!   proxies exactly as the rate limiter does.
-//! - [`CatchPanicLayer`] turns a panicking handler into a 500 and an alert,
-//!   and keeps the server serving (see
-//!   [`watchpost_tower::catch_panic`]).
-//! - [`HttpMonitorLayer`] raises one incident when the 5xx rate or p95
-//!   latency goes wrong, per matched route, and logs slow requests.
+//! Build a [`Watchpost`] once, then, with [`WatchpostExt`] in scope:
 //!
-//! ```
-//! use std::net::SocketAddr;
-//! use axum::{routing::get, Router};
-//! use watchpost::checks::fn_check;
-//! use watchpost::health::HealthChecks;
-//! use watchpost::ratelimit::RateLimiter;
-//! use watchpost_axum::{ClientIp, RateLimitLayer};
+//! - [`layers`](WatchpostExt::layers) wraps your routes in everything the
+//!   handle provides, in the right order: its application-wide rate limit
+//!   (if set), the HTTP monitor (per matched route), and catching panics
+//!   (a panicking handler answers 500, one alert goes out, serving goes
+//!   on).
+//! - [`routes`](WatchpostExt::routes) is the probes (`/livez`, `/readyz`,
+//!   `/healthz`, `/{probe}/{check}`) as a [`Router`] to
+//!   [`merge`](Router::merge) *after* `.layer(wp.layers())`, so the monitor
+//!   doesn't count their 503s.
+//! - [`rate_limit`](WatchpostExt::rate_limit) is a per-client limit for one
+//!   route and method: `post(chat).route_layer(wp.rate_limit(q))` counts
+//!   only `POST`s that reach the handler (never a `GET`'s 405, never a
+//!   404).
+//! - [`serve`] serves the router with the peer address (the rate limiter
+//!   needs it) and graceful shutdown: readiness 503 on SIGTERM, the drain
+//!   delay, in-flight requests finished. Dropping the handle after it
+//!   flushes pending alerts.
 //!
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let health = HealthChecks::builder()
-//!     .readiness("db", fn_check(|| async { true }))
+//! ```no_run
+//! use axum::routing::{get, post};
+//! use watchpost::{checks::fn_check, Watchpost};
+//! use watchpost_axum::WatchpostExt;
+//!
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let wp = Watchpost::from_env()?
+//!     .readiness("db", fn_check(|| async { true /* a query through your pool */ }))
+//!     .rate_limit("120/min".parse()?)
 //!     .build()?;
-//! let limiter = RateLimiter::per_ip("120/min".parse()?)
-//!     .route("/api/chat", "10/min".parse()?)
-//!     .exempt_health(&health);
-//! let app = Router::new()
-//!     .route("/", get(|ClientIp(ip): ClientIp| async move { format!("hello {ip}") }))
-//!     .merge(watchpost_axum::routes(health))
-//!     .layer(RateLimitLayer::new(limiter));
+//! let app = axum::Router::new()
+//!     .route("/", get(|| async { "hello" }))
+//!     .route("/api/chat", post(|| async { "hi" }).route_layer(wp.rate_limit("10/min".parse()?)))
+//!     .layer(wp.layers())
+//!     .merge(wp.routes());
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-//! axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await?;
+//! watchpost_axum::serve(listener, app, &wp).await?;
 //! # Ok(()) }
 //! ```
 //!
+//! The pieces, for routers built by hand: [`routes`] (the probes of any
+//! [`HealthChecks`]), [`RateLimitLayer`], [`MonitorLayer`],
+//! [`CatchPanicLayer`] and the [`ClientIp`] extractor (the client address,
+//! resolved through trusted proxies exactly as the rate limiter does).
+//!
 //! Everything behaves exactly as in the actix-web and tower adapters: the
-//! shared conformance suite checks it.
+//! shared conformance suites check it.
 //!
 //! # Feature flags
 //!
@@ -56,9 +64,82 @@ use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath};
 use axum::http::request::Parts;
 use axum::http::Extensions;
 use axum::Router;
+use tower_layer::Layer;
 use watchpost::client_ip::ClientIpResolver;
 use watchpost::health::HealthChecks;
-pub use watchpost_tower::{CatchPanicLayer, HealthService, ResolvedClientIp};
+use watchpost::monitor::HttpMonitor;
+use watchpost::ratelimit::{Quota, RateLimiter};
+use watchpost::Watchpost;
+pub use watchpost::client_ip::ResolvedClientIp;
+pub use watchpost_tower::{CatchPanicLayer, HealthService};
+
+/// The layers of a [`Watchpost`] for axum, from
+/// [`WatchpostExt::layers`]: its rate limit, the monitor naming routes by
+/// [`MatchedPath`], and catching panics.
+pub type Layers = watchpost_tower::WatchpostLayer<ConnectInfoPeer, MatchedPathRoute>;
+
+/// What a [`Watchpost`] gives an axum application. See the
+/// [crate docs](crate) for the whole setup.
+pub trait WatchpostExt: sealed::Sealed {
+    /// The layers to put on your routes with [`Router::layer`]: the
+    /// application-wide rate limit (if the handle has one), the HTTP
+    /// monitor and catching panics, in that order from the outside.
+    /// [`merge`](Router::merge) the probes after it.
+    fn layers(&self) -> Layers;
+
+    /// The probes, to [`merge`](Router::merge) after `.layer(wp.layers())`.
+    fn routes<S: Clone + Send + Sync + 'static>(&self) -> Router<S>;
+
+    /// A per-client limit of `quota` for one route and method: put it on
+    /// the method's handler with
+    /// [`MethodRouter::route_layer`](axum::routing::MethodRouter::route_layer)
+    /// (`post(chat).route_layer(wp.rate_limit(q))`), so other methods, 405s
+    /// and 404s are never counted. On the handle's clock, trusted proxies
+    /// and shared state; see [`Watchpost::rate_limiter`] to refine it (per
+    /// user, per API key) and [`RateLimitLayer::new`] to mount that.
+    fn rate_limit(&self, quota: Quota) -> RateLimitLayer;
+}
+
+impl WatchpostExt for Watchpost {
+    fn layers(&self) -> Layers {
+        watchpost_tower::WatchpostLayer::with(self, ConnectInfoPeer, MatchedPathRoute)
+    }
+
+    fn routes<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
+        routes(self.health().clone())
+    }
+
+    fn rate_limit(&self, quota: Quota) -> RateLimitLayer {
+        RateLimitLayer::new(self.rate_limiter(quota))
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for watchpost::Watchpost {}
+}
+
+/// Serves `app` on `listener` the way a [`Watchpost`] needs: with each
+/// connection's peer address (without it the rate limiter can't tell
+/// clients apart) and with graceful shutdown on Ctrl-C or SIGTERM
+/// (readiness answers 503 at once, the server keeps serving for the drain
+/// delay, then stops once in-flight requests are done).
+///
+/// # Errors
+///
+/// What `axum::serve` returns: an I/O error of the listener.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    wp: &Watchpost,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(wp.shutdown_signal())
+    .await
+}
 
 /// A router answering the probe paths (`/livez`, `/readyz`, `/healthz` and
 /// `/<probe>/{name}`, or the paths configured on the builder), for any router
@@ -128,18 +209,53 @@ fn peer_addr(extensions: &Extensions) -> Option<IpAddr> {
 }
 
 /// The tower [`RateLimitLayer`](watchpost_tower::RateLimitLayer), reading
-/// the peer address from axum's `ConnectInfo`.
+/// the peer address from axum's `ConnectInfo`: 429 with `Retry-After` and
+/// the `RateLimit` headers over quota, the quota headers on allowed
+/// responses.
+///
+/// Put it where it should count: on the whole router with
+/// [`Router::layer`], or on one route and method with
+/// [`MethodRouter::route_layer`](axum::routing::MethodRouter::route_layer),
+/// which never counts other methods' 405s or 404s (a
+/// `MethodRouter::layer` would count the 405s too).
 ///
 /// ```
+/// use axum::routing::{get, post};
 /// use watchpost::ratelimit::RateLimiter;
 /// use watchpost_axum::RateLimitLayer;
 ///
-/// fn rate_limit() -> Result<RateLimitLayer, watchpost::ratelimit::QuotaError> {
-///     Ok(RateLimitLayer::new(RateLimiter::per_ip("60/min".parse()?)))
-/// }
-/// # rate_limit().unwrap();
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let chat = RateLimitLayer::new(RateLimiter::per_ip("10/min".parse()?));
+/// let app: axum::Router = axum::Router::new()
+///     .route("/api/chat", post(|| async { "hi" }).route_layer(chat))
+///     .route("/", get(|| async { "hello" }));
+/// # Ok(()) }
 /// ```
-pub type RateLimitLayer = watchpost_tower::RateLimitLayer<ConnectInfoPeer>;
+#[derive(Clone, Debug)]
+pub struct RateLimitLayer(watchpost_tower::RateLimitLayer<ConnectInfoPeer>);
+
+impl RateLimitLayer {
+    /// A layer applying `limiter`.
+    pub fn new(limiter: RateLimiter) -> Self {
+        Self(watchpost_tower::RateLimitLayer::with_peer_addr(
+            limiter,
+            ConnectInfoPeer,
+        ))
+    }
+
+    /// The limiter.
+    pub fn limiter(&self) -> Option<&RateLimiter> {
+        self.0.limiter()
+    }
+}
+
+impl<S> Layer<S> for RateLimitLayer {
+    type Service = watchpost_tower::RateLimit<S, ConnectInfoPeer>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        self.0.layer(inner)
+    }
+}
 
 /// Reads the route pattern axum matched (`/users/{id}`) from the request's
 /// [`MatchedPath`].
@@ -158,9 +274,9 @@ impl watchpost_tower::RoutePattern for MatchedPathRoute {
     }
 }
 
-/// The tower [`HttpMonitorLayer`](watchpost_tower::HttpMonitorLayer),
-/// naming routes by axum's [`MatchedPath`]: one incident when the 5xx rate
-/// or p95 latency goes wrong, slow requests logged (see
+/// The tower [`MonitorLayer`](watchpost_tower::MonitorLayer), naming
+/// routes by axum's [`MatchedPath`]: one incident when the 5xx rate or p95
+/// latency goes wrong, slow requests logged (see
 /// [`watchpost::monitor::HttpMonitor`]).
 ///
 /// Add it with [`Router::layer`] so every route is wrapped (and matched),
@@ -172,21 +288,37 @@ impl watchpost_tower::RoutePattern for MatchedPathRoute {
 ///
 /// ```
 /// use axum::{http::StatusCode, routing::get, Router};
-/// use watchpost::alert::Alerter;
-/// use watchpost::health::HealthChecks;
-/// use watchpost::monitor::HttpMonitor;
-/// use watchpost_axum::HttpMonitorLayer;
+/// use watchpost::Watchpost;
+/// use watchpost_axum::MonitorLayer;
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let alerter = Alerter::from_env()?;
-/// let health = HealthChecks::builder().build()?;
+/// let wp = Watchpost::from_env()?.build()?;
 /// let app: Router = Router::new()
 ///     .route("/users/{id}", get(|| async { StatusCode::INTERNAL_SERVER_ERROR }))
-///     .layer(HttpMonitorLayer::new(HttpMonitor::new(&alerter)?))
-///     .merge(watchpost_axum::routes(health));
+///     .layer(MonitorLayer::new(wp.monitor().clone()))
+///     .merge(watchpost_axum::routes(wp.health().clone()));
 /// # Ok(()) }
 /// ```
-pub type HttpMonitorLayer = watchpost_tower::HttpMonitorLayer<MatchedPathRoute>;
+#[derive(Clone, Debug)]
+pub struct MonitorLayer(watchpost_tower::MonitorLayer<MatchedPathRoute>);
+
+impl MonitorLayer {
+    /// A layer feeding `monitor`.
+    pub fn new(monitor: HttpMonitor) -> Self {
+        Self(watchpost_tower::MonitorLayer::with_routes(
+            monitor,
+            MatchedPathRoute,
+        ))
+    }
+}
+
+impl<S> Layer<S> for MonitorLayer {
+    type Service = watchpost_tower::Monitor<S, MatchedPathRoute>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        self.0.layer(inner)
+    }
+}
 
 /// The client's IP address, resolved through trusted proxies.
 ///

@@ -168,7 +168,7 @@ impl axum::response::IntoResponse for ReportError {
 async fn http_monitor_conforms() {
     use axum::http::StatusCode;
     use axum::routing::post;
-    use watchpost_axum::{CatchPanicLayer, HttpMonitorLayer};
+    use watchpost_axum::{CatchPanicLayer, MonitorLayer};
     use watchpost_testkit::monitor;
 
     monitor::run(|fixture| async move {
@@ -186,7 +186,7 @@ async fn http_monitor_conforms() {
             // Before `.layer`, so that unmatched requests are counted too.
             .fallback(|| async { StatusCode::NOT_FOUND })
             .layer(CatchPanicLayer::new())
-            .layer(HttpMonitorLayer::new(fixture.monitor))
+            .layer(MonitorLayer::new(fixture.monitor))
             .merge(watchpost_axum::routes(fixture.health));
         Axum(app)
     })

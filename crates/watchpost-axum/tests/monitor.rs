@@ -9,7 +9,7 @@ use tower::ServiceExt;
 use watchpost::alert::Alerter;
 use watchpost::health::HealthChecks;
 use watchpost::monitor::{HttpMonitor, ManualClock};
-use watchpost_axum::HttpMonitorLayer;
+use watchpost_axum::MonitorLayer;
 
 #[tokio::test]
 async fn errors_are_counted_per_matched_route_and_probes_are_not_counted() {
@@ -29,7 +29,7 @@ async fn errors_are_counted_per_matched_route_and_probes_are_not_counted() {
             get(|| async { StatusCode::INTERNAL_SERVER_ERROR }),
         )
         .route("/", get(|| async { "ok" }))
-        .layer(HttpMonitorLayer::new(monitor.clone()))
+        .layer(MonitorLayer::new(monitor.clone()))
         .merge(watchpost_axum::routes(health));
     for uri in [
         "/users/1", "/users/2", "/users/3", "/", "/readyz", "/healthz",

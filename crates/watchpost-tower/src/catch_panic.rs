@@ -54,7 +54,9 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 use watchpost::alert::Alerter;
-use watchpost::panic::{CatchScope, CatchUnwind, Panicked, PANIC_BODY, PANIC_CONTENT_TYPE};
+use watchpost::panic::{
+    CatchScope, CatchUnwind, CaughtPanic, Panicked, PANIC_BODY, PANIC_CONTENT_TYPE,
+};
 
 /// Catches panics in the inner service: 500 with a plain-text body, and an
 /// alert. See the [module docs](crate::catch_panic) for an example.
@@ -139,7 +141,8 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let scope = CatchScope::for_request(req.method().as_str(), req.uri().path());
+        let scope = CatchScope::for_request(req.method().as_str(), req.uri().path())
+            .alerter(self.alerter.as_ref());
         let inner = &mut self.inner;
         match scope.run(|| inner.call(req)) {
             Ok(future) => ResponseFuture {
@@ -164,13 +167,15 @@ fn report(panicked: &Panicked, alerter: Option<&Alerter>) {
     }
 }
 
-/// The 500 every adapter answers for a panic.
+/// The 500 every adapter answers for a panic, marked [`CaughtPanic`] for
+/// the monitor further out.
 fn panic_response<B: From<Bytes>>() -> Response<B> {
     let mut response = Response::new(B::from(Bytes::from_static(PANIC_BODY.as_bytes())));
     *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(PANIC_CONTENT_TYPE));
+    response.extensions_mut().insert(CaughtPanic);
     response
 }
 
@@ -216,10 +221,10 @@ where
                 Poll::Pending => Poll::Pending,
             },
             KindProj::Panicked { answered } => {
-                if *answered {
-                    // Polled again after completion: stay pending, as futures may.
-                    return Poll::Pending;
-                }
+                assert!(
+                    !*answered,
+                    "`CatchPanic`'s `ResponseFuture` polled after completion"
+                );
                 *answered = true;
                 Poll::Ready(Ok(panic_response()))
             }

@@ -4,6 +4,9 @@
 //!
 //! # Start here
 //!
+//! - [`WatchpostLayer`] wraps an application in everything a
+//!   [`watchpost::Watchpost`] provides, in the right order: its rate limit,
+//!   the HTTP monitor, and catching panics.
 //! - [`HealthService`] answers `/livez`, `/readyz`, `/healthz`,
 //!   `/<probe>/<check>` with exactly the behaviour described in
 //!   [`watchpost::health::HealthChecks::respond`].
@@ -12,7 +15,7 @@
 //!   over quota, the quota headers on allowed responses.
 //! - [`CatchPanicLayer`] turns a panicking handler into a 500 and an alert,
 //!   and keeps the server serving (see [`catch_panic`]).
-//! - [`HttpMonitorLayer`] feeds a [`watchpost::monitor::HttpMonitor`]: one
+//! - [`MonitorLayer`] feeds a [`watchpost::monitor::HttpMonitor`]: one
 //!   incident when the 5xx rate or p95 latency goes wrong, slow requests
 //!   logged (see [`monitor`]).
 //!
@@ -55,7 +58,7 @@
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let limiter = RateLimiter::per_ip("1/min".parse()?);
 //! let svc = ServiceBuilder::new()
-//!     .layer(RateLimitLayer::<watchpost_tower::SocketAddrPeer>::new(limiter))
+//!     .layer(RateLimitLayer::new(limiter))
 //!     .service(service_fn(|_req: Request<String>| async {
 //!         Ok::<_, Infallible>(Response::new(Full::new(bytes::Bytes::from("hi"))))
 //!     }));
@@ -79,11 +82,13 @@
 
 pub mod catch_panic;
 mod health;
+mod layers;
 pub mod monitor;
 mod rate_limit;
 
 pub use catch_panic::{CatchPanic, CatchPanicLayer};
-pub use monitor::{HttpMonitorLayer, HttpMonitorService, MonitorFuture, NoRoute, RoutePattern};
+pub use layers::WatchpostLayer;
+pub use monitor::{Monitor, MonitorFuture, MonitorLayer, NoRoute, RoutePattern};
 
 pub use health::{HealthService, ResponseFuture};
 pub use rate_limit::{

@@ -1,4 +1,4 @@
-//! [`HttpMonitorLayer`]: feeds a [`watchpost::monitor::HttpMonitor`] with
+//! [`MonitorLayer`]: feeds a [`watchpost::monitor::HttpMonitor`] with
 //! every request's status and latency, for the 5xx-rate and latency
 //! incidents and the slow request log.
 //!
@@ -7,7 +7,10 @@
 //! name the route of a 5xx or a slow request. Latency is measured until the
 //! response head is ready, not until its body is sent. A service error
 //! counts as a 500; a request whose future is dropped before it completes
-//! (the client went away) is not counted.
+//! (the client went away) is not counted. A 500 that
+//! [`CatchPanicLayer`](crate::CatchPanicLayer) answered for a panic (it
+//! carries [`CaughtPanic`]) is counted as a request but not in the 5xx
+//! rate: the panic is alerted on its own, so one bug gives one message.
 //!
 //! Probe answers are deliberate 503s, not server errors: mount the probes
 //! outside the layer (in axum, `merge` them after `.layer(..)`).
@@ -22,14 +25,14 @@
 //! use tower::{service_fn, ServiceBuilder, ServiceExt};
 //! use watchpost::alert::{Alerter, LogSink};
 //! use watchpost::monitor::HttpMonitor;
-//! use watchpost_tower::{HttpMonitorLayer, NoRoute};
+//! use watchpost_tower::MonitorLayer;
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let alerter = Alerter::builder().sink(LogSink::new()).build()?;
 //! let monitor = HttpMonitor::new(&alerter)?;
 //!
 //! let svc = ServiceBuilder::new()
-//!     .layer(HttpMonitorLayer::<NoRoute>::new(monitor.clone())) // no router: no route names
+//!     .layer(MonitorLayer::new(monitor.clone())) // no router: no route names
 //!     .service(service_fn(|_req: Request<String>| async {
 //!         let mut res = Response::new(Full::new(Bytes::from("upstream down")));
 //!         *res.status_mut() = StatusCode::BAD_GATEWAY;
@@ -51,6 +54,7 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 use watchpost::monitor::{HttpMonitor, RequestStart};
+use watchpost::panic::CaughtPanic;
 
 /// Finds the matched route pattern (`/users/{id}`) of a request, for the
 /// monitor's per-route figures. Never the raw path: that would make one
@@ -89,12 +93,12 @@ impl RoutePattern for NoRoute {
 
 /// Records every request's status and latency into an [`HttpMonitor`]. See
 /// the [module docs](crate::monitor).
-pub struct HttpMonitorLayer<R = NoRoute> {
+pub struct MonitorLayer<R = NoRoute> {
     monitor: HttpMonitor,
     routes: R,
 }
 
-impl<R: Clone> Clone for HttpMonitorLayer<R> {
+impl<R: Clone> Clone for MonitorLayer<R> {
     fn clone(&self) -> Self {
         Self {
             monitor: self.monitor.clone(),
@@ -103,33 +107,33 @@ impl<R: Clone> Clone for HttpMonitorLayer<R> {
     }
 }
 
-impl<R> fmt::Debug for HttpMonitorLayer<R> {
+impl<R> fmt::Debug for MonitorLayer<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HttpMonitorLayer")
+        f.debug_struct("MonitorLayer")
             .field("monitor", &self.monitor)
             .finish_non_exhaustive()
     }
 }
 
-impl<R: RoutePattern + Default> HttpMonitorLayer<R> {
-    /// A layer feeding `monitor`, finding routes with `R::default()`.
+impl MonitorLayer {
+    /// A layer feeding `monitor`, knowing no route names ([`NoRoute`]).
     pub fn new(monitor: HttpMonitor) -> Self {
-        Self::with_routes(monitor, R::default())
+        Self::with_routes(monitor, NoRoute)
     }
 }
 
-impl<R: RoutePattern> HttpMonitorLayer<R> {
+impl<R: RoutePattern> MonitorLayer<R> {
     /// A layer feeding `monitor`, finding routes with `routes`.
     pub fn with_routes(monitor: HttpMonitor, routes: R) -> Self {
         Self { monitor, routes }
     }
 }
 
-impl<S, R: Clone> Layer<S> for HttpMonitorLayer<R> {
-    type Service = HttpMonitorService<S, R>;
+impl<S, R: Clone> Layer<S> for MonitorLayer<R> {
+    type Service = Monitor<S, R>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        HttpMonitorService {
+        Monitor {
             inner,
             monitor: self.monitor.clone(),
             routes: self.routes.clone(),
@@ -137,14 +141,14 @@ impl<S, R: Clone> Layer<S> for HttpMonitorLayer<R> {
     }
 }
 
-/// The service made by [`HttpMonitorLayer`].
-pub struct HttpMonitorService<S, R = NoRoute> {
+/// The service made by [`MonitorLayer`].
+pub struct Monitor<S, R = NoRoute> {
     inner: S,
     monitor: HttpMonitor,
     routes: R,
 }
 
-impl<S: Clone, R: Clone> Clone for HttpMonitorService<S, R> {
+impl<S: Clone, R: Clone> Clone for Monitor<S, R> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
@@ -154,16 +158,16 @@ impl<S: Clone, R: Clone> Clone for HttpMonitorService<S, R> {
     }
 }
 
-impl<S: fmt::Debug, R> fmt::Debug for HttpMonitorService<S, R> {
+impl<S: fmt::Debug, R> fmt::Debug for Monitor<S, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HttpMonitorService")
+        f.debug_struct("Monitor")
             .field("inner", &self.inner)
             .field("monitor", &self.monitor)
             .finish_non_exhaustive()
     }
 }
 
-impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for HttpMonitorService<S, R>
+impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for Monitor<S, R>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     R: RoutePattern,
@@ -202,17 +206,19 @@ struct Pending<R: RoutePattern> {
 }
 
 impl<R: RoutePattern> Pending<R> {
-    fn record(self, status: u16) {
+    fn record(self, status: u16, panicked: bool) {
         let route = self.route;
-        self.monitor
-            .record(self.start, status, self.method.as_str(), || {
-                route.as_ref().map(R::as_str)
-            });
+        let name = || route.as_ref().map(R::as_str);
+        if panicked {
+            self.monitor.record_panic(self.start, self.method.as_str(), name);
+        } else {
+            self.monitor.record(self.start, status, self.method.as_str(), name);
+        }
     }
 }
 
 pin_project! {
-    /// The response future of [`HttpMonitorService`].
+    /// The response future of [`Monitor`].
     pub struct MonitorFuture<F, R: RoutePattern> {
         #[pin]
         inner: F,
@@ -239,11 +245,14 @@ where
         let this = self.project();
         let output = std::task::ready!(this.inner.poll(cx));
         if let Some(pending) = this.record.take() {
-            let status = match &output {
-                Ok(res) => res.status().as_u16(),
-                Err(_) => 500,
+            let (status, panicked) = match &output {
+                Ok(res) => (
+                    res.status().as_u16(),
+                    res.extensions().get::<CaughtPanic>().is_some(),
+                ),
+                Err(_) => (500, false),
             };
-            pending.record(status);
+            pending.record(status, panicked);
         }
         Poll::Ready(output)
     }
@@ -303,7 +312,7 @@ mod tests {
             .build()
             .unwrap();
         let svc = ServiceBuilder::new()
-            .layer(HttpMonitorLayer::<HeaderRoute>::new(monitor.clone()))
+            .layer(MonitorLayer::with_routes(monitor.clone(), HeaderRoute))
             .service(service_fn(answer));
         for path in ["/200", "/404", "/429", "/500", "/503", "/fail"] {
             let mut req = Request::get(path).body(String::new()).unwrap();
@@ -340,7 +349,7 @@ mod tests {
             .build()
             .unwrap();
         let svc = ServiceBuilder::new()
-            .layer(HttpMonitorLayer::<NoRoute>::new(monitor))
+            .layer(MonitorLayer::new(monitor))
             .service(service_fn(|_req: Request<String>| async {
                 let mut res = Response::new(Full::new(Bytes::new()));
                 *res.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;

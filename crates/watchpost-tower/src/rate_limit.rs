@@ -14,8 +14,10 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 use watchpost::ratelimit::{
-    Check, CheckFuture, Outcome, RateLimitHeader, RateLimitRequest, RateLimiter,
+    Outcome, RateLimitHeader, RateLimitKey, RateLimitRequest, RateLimiter, Verdict, VerdictFuture,
 };
+
+pub use watchpost::client_ip::ResolvedClientIp;
 
 /// Finds the TCP peer's address in a request's extensions.
 ///
@@ -40,17 +42,17 @@ impl PeerAddr for SocketAddrPeer {
     }
 }
 
-/// The client address the rate limiter resolved, inserted into the request's
-/// extensions for handlers and logs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct ResolvedClientIp(pub IpAddr);
-
 /// Applies a [`RateLimiter`] to every request: 429 with `Retry-After` and the
 /// `RateLimit` headers when over quota, the quota headers on allowed
 /// responses. See the [module docs](crate) for an example.
+///
+/// To limit one route and method only (never counting other methods, 404s
+/// or 405s), put the layer on that route, not on the whole service: in
+/// axum, `post(chat).route_layer(..)`; with a plain tower stack, on the
+/// service that answers that route after your own routing.
 #[derive(Clone)]
 pub struct RateLimitLayer<P = SocketAddrPeer> {
-    limiter: Arc<RateLimiter>,
+    limiter: Option<Arc<RateLimiter>>,
     peer: P,
 }
 
@@ -62,28 +64,35 @@ impl<P> fmt::Debug for RateLimitLayer<P> {
     }
 }
 
-impl<P: PeerAddr + Default> RateLimitLayer<P> {
-    /// A layer applying `limiter`.
+impl RateLimitLayer {
+    /// A layer applying `limiter`, reading the peer address from a
+    /// `SocketAddr` request extension ([`SocketAddrPeer`]).
     pub fn new(limiter: RateLimiter) -> Self {
-        Self {
-            limiter: Arc::new(limiter),
-            peer: P::default(),
-        }
+        Self::with_peer_addr(limiter, SocketAddrPeer)
     }
 }
 
-impl<P> RateLimitLayer<P> {
-    /// Uses `peer` to find the TCP peer's address.
-    pub fn with_peer_addr<Q: PeerAddr>(self, peer: Q) -> RateLimitLayer<Q> {
-        RateLimitLayer {
-            limiter: self.limiter,
+impl<P: PeerAddr> RateLimitLayer<P> {
+    /// A layer applying `limiter`, finding the peer address with `peer`.
+    pub fn with_peer_addr(limiter: RateLimiter, peer: P) -> Self {
+        Self {
+            limiter: Some(Arc::new(limiter)),
             peer,
         }
     }
 
-    /// The limiter.
-    pub fn limiter(&self) -> &RateLimiter {
-        &self.limiter
+    /// A layer that limits nothing (when a stack's rate limit is
+    /// optional).
+    pub fn disabled(peer: P) -> Self {
+        Self {
+            limiter: None,
+            peer,
+        }
+    }
+
+    /// The limiter, unless disabled.
+    pub fn limiter(&self) -> Option<&RateLimiter> {
+        self.limiter.as_deref()
     }
 }
 
@@ -103,7 +112,7 @@ impl<S, P: Clone> Layer<S> for RateLimitLayer<P> {
 #[derive(Clone)]
 pub struct RateLimit<S, P = SocketAddrPeer> {
     inner: S,
-    limiter: Arc<RateLimiter>,
+    limiter: Option<Arc<RateLimiter>>,
     peer: P,
 }
 
@@ -157,19 +166,30 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let Some(limiter) = &self.limiter else {
+            return ResponseFuture {
+                kind: FutureKind::Inner {
+                    future: self.inner.call(req),
+                    outcome: None,
+                },
+            };
+        };
         let peer = self.peer.peer_addr(req.extensions());
-        let check = self.limiter.check_request(&RateLimitRequest::new(
-            req.method().as_str(),
-            req.uri().path(),
-            peer,
-            req.headers(),
-        ));
-        if let Some(ip) = check.client_ip() {
+        let extension = if limiter.uses_extension() {
+            req.extensions().get::<RateLimitKey>()
+        } else {
+            None
+        };
+        let verdict = limiter.check_request(
+            &RateLimitRequest::new(req.method().as_str(), req.uri().path(), peer, req.headers())
+                .extension(extension),
+        );
+        if let Some(ip) = verdict.client_ip() {
             req.extensions_mut().insert(ResolvedClientIp(ip));
         }
-        let kind = match check {
-            Check::Ready(outcome) => decided(&mut self.inner, req, outcome),
-            Check::Pending(check) => {
+        let kind = match verdict {
+            Verdict::Ready(outcome) => decided(&mut self.inner, req, outcome),
+            Verdict::Pending(check) => {
                 // Take the service `poll_ready` prepared; leave a clone.
                 let clone = self.inner.clone();
                 let service = std::mem::replace(&mut self.inner, clone);
@@ -258,8 +278,9 @@ pin_project! {
         // Over quota: the 429, ready.
         Rejected { response: Option<Response<B>> },
         // The store is deciding; then `Rejected` or `Inner`.
-        Waiting { check: CheckFuture, waiting: Option<(S, R)> },
-        // Allowed: the inner service's future, then the quota headers.
+        Waiting { check: VerdictFuture, waiting: Option<(S, R)> },
+        // Allowed: the inner service's future, then the quota headers
+        // (none when the layer is disabled).
         Inner { #[pin] future: F, outcome: Option<Outcome> },
     }
 }
@@ -284,7 +305,7 @@ where
                 Poll::Pending => return Poll::Pending,
             };
             let Some((mut service, req)) = waiting.take() else {
-                return Poll::Pending;
+                panic!("`RateLimit`'s `ResponseFuture` polled after completion");
             };
             let next = decided(&mut service, req, outcome);
             self.as_mut().project().kind.set(next);
@@ -292,8 +313,7 @@ where
         match self.project().kind.project() {
             FutureProj::Rejected { response } => match response.take() {
                 Some(response) => Poll::Ready(Ok(response)),
-                // Polled again after completion: stay pending, as futures may.
-                None => Poll::Pending,
+                None => panic!("`RateLimit`'s `ResponseFuture` polled after completion"),
             },
             FutureProj::Inner { future, outcome } => {
                 let mut response = match future.poll(cx) {
@@ -306,7 +326,9 @@ where
                 Poll::Ready(Ok(response))
             }
             // Left above, once the store has answered.
-            FutureProj::Waiting { .. } => Poll::Pending,
+            FutureProj::Waiting { .. } => {
+                panic!("`RateLimit`'s `ResponseFuture` polled after completion")
+            }
         }
     }
 }

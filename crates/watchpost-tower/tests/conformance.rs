@@ -1,6 +1,6 @@
 //! The shared conformance suite through plain tower: `HealthService`,
 //! `RateLimitLayer` over a service that routes probes to it,
-//! `CatchPanicLayer`, and `HttpMonitorLayer` with routes named by a
+//! `CatchPanicLayer`, and `MonitorLayer` with routes named by a
 //! `RoutePattern`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step should panic
@@ -14,7 +14,7 @@ use tower::util::BoxCloneService;
 use tower::{service_fn, Layer, ServiceBuilder, ServiceExt};
 use watchpost_testkit::{Harness, TestRequest, TestResponse};
 use watchpost_tower::{
-    CatchPanicLayer, HealthService, HttpMonitorLayer, RateLimitLayer, RoutePattern, SocketAddrPeer,
+    CatchPanicLayer, HealthService, MonitorLayer, RateLimitLayer, RoutePattern,
 };
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -73,7 +73,7 @@ async fn rate_limited(fixture: watchpost_testkit::rate_limit::Fixture) -> impl H
             }
         }
     });
-    let svc = RateLimitLayer::<SocketAddrPeer>::new(fixture.limiter).layer(app);
+    let svc = RateLimitLayer::new(fixture.limiter).layer(app);
     Tower(BoxCloneService::new(svc))
 }
 
@@ -180,7 +180,7 @@ async fn http_monitor_conforms() {
                 }
                 req
             })
-            .layer(HttpMonitorLayer::<MatchedRoute>::new(fixture.monitor))
+            .layer(MonitorLayer::with_routes(fixture.monitor, MatchedRoute))
             .layer(CatchPanicLayer::new())
             .service_fn(monitored);
         let monitored = BoxCloneService::new(monitored);

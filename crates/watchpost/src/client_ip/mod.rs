@@ -116,6 +116,12 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 pub use ipnet::IpNet;
+
+/// The client address the rate limiter resolved, which every adapter puts
+/// in the request's extensions for handlers and logs (axum's `ClientIp`
+/// extractor reads it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ResolvedClientIp(pub IpAddr);
 pub use presets::{CLOUDFLARE_IPS, DEFAULT_TRUSTED_PROXIES};
 
 /// Request headers as the resolver reads them.

@@ -84,6 +84,12 @@ pub const PANIC_BODY: &str = "Internal Server Error";
 /// The `content-type` of the 500 answered for a panic.
 pub const PANIC_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
 
+/// A response extension on the 500 a catch-panic layer answers for a
+/// panic, so a monitor further out counts it as a panic (alerted on its
+/// own) rather than in the 5xx rate: one bug, one message.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CaughtPanic;
+
 /// The default time the panicking thread waits for the alert's delivery.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
 
