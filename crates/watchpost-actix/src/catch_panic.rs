@@ -121,7 +121,8 @@ where
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
         // No clone of the request is kept: actix's router needs it unshared.
-        let scope = CatchScope::for_request(req.method().as_str(), req.path());
+        let scope = CatchScope::for_request(req.method().as_str(), req.path())
+            .alerter(self.alerter.as_ref());
         let service = &self.service;
         match scope.run(|| service.call(req)) {
             Ok(future) => {
@@ -146,6 +147,11 @@ fn answer(panicked: &Panicked, alerter: Option<&Alerter>) -> Error {
         message: panicked.message().to_owned(),
     }
     .into()
+}
+
+/// Whether `error` is the 500 of a panic [`CatchPanic`] caught.
+pub(crate) fn is_caught_panic(error: &Error) -> bool {
+    error.as_error::<HandlerPanicked>().is_some()
 }
 
 /// The error a caught panic becomes: answered with the same 500 as in

@@ -2,57 +2,52 @@
 //!
 //! # Start here
 //!
-//! - [`configure`] mounts the health probes with
-//!   [`App::configure`](actix_web::App::configure).
-//! - [`RateLimit`] limits requests per client IP, with `App::wrap`.
-//! - [`CatchPanic`] turns a panicking handler into a 500 and an alert, and
-//!   keeps the worker serving, with `App::wrap`.
-//! - [`HttpMonitor`] raises one incident when the 5xx rate or p95 latency
-//!   goes wrong, per matched route, and logs slow requests, with `wrap`.
+//! Build a [`Watchpost`] once, before `HttpServer::new`, then, with
+//! [`WatchpostExt`] in scope, in each worker's `App`:
 //!
-//! ```
+//! - [`probes`](WatchpostExt::probes): the health probes, for
+//!   [`App::configure`](actix_web::App::configure). Register them first,
+//!   outside the layers, so the monitor doesn't count their 503s.
+//! - [`layers`](WatchpostExt::layers): everything the handle provides, in
+//!   the right order (its application-wide rate limit if set, the HTTP
+//!   monitor, catching panics), for a `web::scope("")` holding your routes.
+//! - [`rate_limit`](WatchpostExt::rate_limit): a per-client limit for one
+//!   route and method, with `Route::wrap`, so other methods' 405s are
+//!   never counted.
+//! - [`serve`] runs the server with graceful shutdown: readiness 503 on
+//!   SIGTERM, the drain delay, then a graceful stop.
+//!
+//! ```no_run
 //! use actix_web::{web, App, HttpServer};
-//! use watchpost::checks::fn_check;
-//! use watchpost::health::HealthChecks;
+//! use watchpost::{checks::fn_check, Watchpost};
+//! use watchpost_actix::WatchpostExt;
 //!
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let health = HealthChecks::builder()
-//!     .readiness("db", fn_check(|| async { true }))
+//! # #[actix_web::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let wp = Watchpost::from_env()?
+//!     .readiness("db", fn_check(|| async { true /* a query through your pool */ }))
+//!     .rate_limit("120/min".parse()?)
 //!     .build()?;
+//! let (w, chat) = (wp.clone(), wp.rate_limit("10/min".parse()?));
 //! let server = HttpServer::new(move || {
-//!     App::new()
-//!         .route("/", web::get().to(|| async { "hello" }))
-//!         .configure(watchpost_actix::configure(health.clone()))
+//!     App::new().configure(w.probes()).service(
+//!         web::scope("")
+//!             .wrap(w.layers())
+//!             .route("/", web::get().to(|| async { "hello" }))
+//!             .route("/api/chat", web::post().to(|| async { "hi" }).wrap(chat.clone())),
+//!     )
 //! });
-//! # let _ = server; Ok(()) }
+//! watchpost_actix::serve(server.bind(("127.0.0.1", 3000))?, &wp).await?;
+//! # Ok(()) }
 //! ```
+//!
+//! The pieces, for apps put together by hand: [`configure`] (the probes of
+//! any [`HealthChecks`]), and the [`RateLimit`], [`Monitor`] and
+//! [`CatchPanic`] middleware.
 //!
 //! The probes behave exactly as described in
 //! [`HealthChecks::respond`](watchpost::health::HealthChecks::respond), the
-//! same as in the axum and tower adapters.
-//!
-//! For graceful shutdown, disable actix's own signal handling and stop the
-//! server when [`HealthChecks::shutdown_signal`](watchpost::health::HealthChecks::shutdown_signal)
-//! resolves (readiness has then answered 503 for the drain delay):
-//!
-//! ```no_run
-//! # use std::time::Duration;
-//! # use actix_web::{App, HttpServer};
-//! # use watchpost::health::HealthChecks;
-//! # async fn run(health: HealthChecks) -> std::io::Result<()> {
-//! let h = health.clone();
-//! let server = HttpServer::new(move || App::new().configure(watchpost_actix::configure(h.clone())))
-//!     .disable_signals()
-//!     .bind(("127.0.0.1", 3000))?
-//!     .run();
-//! let handle = server.handle();
-//! actix_web::rt::spawn(async move {
-//!     health.shutdown_signal(Duration::from_secs(5)).await;
-//!     handle.stop(true).await;
-//! });
-//! server.await
-//! # }
-//! ```
+//! same as in the axum and tower adapters; the conformance suites check
+//! every response and alert against them.
 //!
 //! # Feature flags
 //!
@@ -61,12 +56,15 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod catch_panic;
+mod layers;
 mod monitor;
 mod rate_limit;
 
 pub use catch_panic::{CatchPanic, CatchPanicMiddleware};
-pub use monitor::{HttpMonitor, HttpMonitorFuture, HttpMonitorMiddleware};
-pub use rate_limit::{RateLimit, RateLimitMiddleware, ResolvedClientIp};
+pub use layers::{serve, Layers, LayersMiddleware, WatchpostExt};
+pub use monitor::{Monitor, MonitorFuture, MonitorMiddleware};
+pub use rate_limit::{RateLimit, RateLimitMiddleware};
+pub use watchpost::client_ip::ResolvedClientIp;
 
 use actix_web::http::StatusCode;
 use actix_web::web::{self, ServiceConfig};

@@ -1,4 +1,4 @@
-//! [`HttpMonitor`]: feeds a [`watchpost::monitor::HttpMonitor`] with every
+//! [`Monitor`]: feeds a [`watchpost::monitor::HttpMonitor`] with every
 //! request's status and latency, with `App::wrap`.
 
 use std::cell::OnceCell;
@@ -31,16 +31,18 @@ use watchpost::monitor::RequestStart;
 /// away) is not counted.
 ///
 /// An error that reaches the middleware as `Err` (from middleware inside
-/// it, such as the 500 of [`CatchPanic`](crate::CatchPanic)) counts with
-/// its status code, under its route like any other answer: actix drops the
-/// request with such an error, so the pattern is looked up in the app's
-/// resource map (copied once per worker, on its first request) from the
-/// URI kept.
+/// it) counts with its status code, under its route like any other
+/// answer: actix drops the request with such an error, so the pattern is
+/// looked up in the app's resource map (copied once per worker, on its
+/// first request) from the URI kept. The 500 of
+/// [`CatchPanic`](crate::CatchPanic) for a panic counts as a request but
+/// not in the 5xx rate: the panic is alerted on its own, so one bug gives
+/// one message.
 ///
 /// # Where to wrap it
 ///
 /// - **Outside [`CatchPanic`](crate::CatchPanic)** (`.wrap(CatchPanic::new())`
-///   first, then `.wrap(HttpMonitor::new(..))`: in actix the last `wrap` is
+///   first, then `.wrap(Monitor::new(..))`: in actix the last `wrap` is
 ///   the outermost), so that a panic is counted as the 500 it becomes.
 /// - **Not around the health probes.** Their 503s are signals to the load
 ///   balancer, not server errors. `App::wrap` wraps every route of the
@@ -55,7 +57,7 @@ use watchpost::monitor::RequestStart;
 /// use actix_web::{http::StatusCode, test, web, App, HttpResponse};
 /// use watchpost::alert::{Alerter, LogSink};
 /// use watchpost::health::HealthChecks;
-/// use watchpost_actix::{CatchPanic, HttpMonitor};
+/// use watchpost_actix::{CatchPanic, Monitor};
 ///
 /// # #[actix_web::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let alerter = Alerter::builder().sink(LogSink::new()).build()?;
@@ -73,7 +75,7 @@ use watchpost::monitor::RequestStart;
 ///                 }))
 ///                 .wrap(CatchPanic::new())
 ///                 // Clone the monitor into each worker's App.
-///                 .wrap(HttpMonitor::new(monitor.clone())),
+///                 .wrap(Monitor::new(monitor.clone())),
 ///         ),
 /// )
 /// .await;
@@ -89,11 +91,11 @@ use watchpost::monitor::RequestStart;
 /// # Ok(()) }
 /// ```
 #[derive(Clone, Debug)]
-pub struct HttpMonitor {
+pub struct Monitor {
     monitor: watchpost::monitor::HttpMonitor,
 }
 
-impl HttpMonitor {
+impl Monitor {
     /// Middleware feeding `monitor`. Clones share the monitor's window, so
     /// build it once, outside `HttpServer::new`'s factory.
     pub fn new(monitor: watchpost::monitor::HttpMonitor) -> Self {
@@ -101,18 +103,18 @@ impl HttpMonitor {
     }
 }
 
-impl<S, B> Transform<S, ServiceRequest> for HttpMonitor
+impl<S, B> Transform<S, ServiceRequest> for Monitor
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
 {
     type Response = ServiceResponse<B>;
     type Error = Error;
-    type Transform = HttpMonitorMiddleware<S>;
+    type Transform = MonitorMiddleware<S>;
     type InitError = ();
     type Future = Ready<Result<Self::Transform, Self::InitError>>;
 
     fn new_transform(&self, service: S) -> Self::Future {
-        ready(Ok(HttpMonitorMiddleware {
+        ready(Ok(MonitorMiddleware {
             service,
             // A worker's requests share it without atomic reference counts.
             monitor: Rc::new(self.monitor.clone()),
@@ -121,8 +123,8 @@ where
     }
 }
 
-/// The service made by [`HttpMonitor`].
-pub struct HttpMonitorMiddleware<S> {
+/// The service made by [`Monitor`].
+pub struct MonitorMiddleware<S> {
     service: S,
     monitor: Rc<watchpost::monitor::HttpMonitor>,
     /// The app's resource map, to name the route of a request that comes
@@ -131,21 +133,21 @@ pub struct HttpMonitorMiddleware<S> {
     routes: OnceCell<Rc<ResourceMap>>,
 }
 
-impl<S> fmt::Debug for HttpMonitorMiddleware<S> {
+impl<S> fmt::Debug for MonitorMiddleware<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HttpMonitorMiddleware")
+        f.debug_struct("MonitorMiddleware")
             .field("monitor", &self.monitor)
             .finish_non_exhaustive()
     }
 }
 
-impl<S, B> Service<ServiceRequest> for HttpMonitorMiddleware<S>
+impl<S, B> Service<ServiceRequest> for MonitorMiddleware<S>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
 {
     type Response = ServiceResponse<B>;
     type Error = Error;
-    type Future = HttpMonitorFuture<S::Future>;
+    type Future = MonitorFuture<S::Future>;
 
     forward_ready!(service);
 
@@ -161,7 +163,7 @@ where
         // Shared with the request's own copy (actix's `match_info` holds
         // one): a reference count, not a copy of the path.
         let uri = req.uri().clone();
-        HttpMonitorFuture {
+        MonitorFuture {
             inner: self.service.call(req),
             pending: Some(Pending {
                 monitor: Rc::clone(&self.monitor),
@@ -183,21 +185,21 @@ struct Pending {
 }
 
 pin_project! {
-    /// The response future of [`HttpMonitorMiddleware`].
-    pub struct HttpMonitorFuture<F> {
+    /// The response future of [`MonitorMiddleware`].
+    pub struct MonitorFuture<F> {
         #[pin]
         inner: F,
         pending: Option<Pending>,
     }
 }
 
-impl<F> fmt::Debug for HttpMonitorFuture<F> {
+impl<F> fmt::Debug for MonitorFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HttpMonitorFuture").finish_non_exhaustive()
+        f.debug_struct("MonitorFuture").finish_non_exhaustive()
     }
 }
 
-impl<F, B> Future for HttpMonitorFuture<F>
+impl<F, B> Future for MonitorFuture<F>
 where
     F: Future<Output = Result<ServiceResponse<B>, Error>>,
 {
@@ -222,10 +224,15 @@ where
                     res.request().match_pattern()
                 }),
                 Err(error) => {
-                    let status = error.as_response_error().status_code().as_u16();
                     // What `HttpRequest::match_pattern` does, without the
                     // request (gone with the `Err`).
-                    monitor.record(start, status, method, || routes.match_pattern(uri.path()));
+                    let route = || routes.match_pattern(uri.path());
+                    if crate::catch_panic::is_caught_panic(error) {
+                        monitor.record_panic(start, method, route);
+                    } else {
+                        let status = error.as_response_error().status_code().as_u16();
+                        monitor.record(start, status, method, route);
+                    }
                 }
             }
         }

@@ -1,7 +1,6 @@
 //! [`RateLimit`]: per-client-IP rate limiting middleware for actix-web.
 
 use std::future::{ready, Ready};
-use std::net::IpAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -11,8 +10,8 @@ use actix_web::error::InternalError;
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::{Error, HttpMessage, HttpResponse};
 use futures_util::future::LocalBoxFuture;
-use watchpost::client_ip::Headers;
-use watchpost::ratelimit::{Check, Outcome, RateLimitRequest, RateLimiter};
+use watchpost::client_ip::{Headers, ResolvedClientIp};
+use watchpost::ratelimit::{Outcome, RateLimitKey, RateLimitRequest, RateLimiter, Verdict};
 
 /// Applies a [`RateLimiter`] with `App::wrap`: 429 with `Retry-After` and the
 /// IETF `RateLimit` headers when a client is over quota, the quota headers
@@ -20,6 +19,11 @@ use watchpost::ratelimit::{Check, Outcome, RateLimitRequest, RateLimiter};
 ///
 /// The peer address is actix's `peer_addr`; forwarding headers count only
 /// from trusted proxies (see [`watchpost::client_ip`]).
+///
+/// To limit one route and method only (never counting other methods' 405s
+/// or 404s), wrap that route: `web::resource("/api/chat")
+/// .route(web::post().to(chat).wrap(limit))` (`Route::wrap`; a
+/// `Resource::wrap` would count the 405s of other methods too).
 ///
 /// ```
 /// use actix_web::{web, App};
@@ -35,7 +39,7 @@ use watchpost::ratelimit::{Check, Outcome, RateLimitRequest, RateLimiter};
 /// ```
 #[derive(Clone, Debug)]
 pub struct RateLimit {
-    limiter: Arc<RateLimiter>,
+    limiter: Option<Arc<RateLimiter>>,
 }
 
 impl RateLimit {
@@ -43,15 +47,16 @@ impl RateLimit {
     /// build it once, outside `HttpServer::new`'s factory.
     pub fn new(limiter: RateLimiter) -> Self {
         Self {
-            limiter: Arc::new(limiter),
+            limiter: Some(Arc::new(limiter)),
         }
     }
-}
 
-/// The client address the rate limiter resolved, in the request's
-/// extensions (`req.extensions().get::<ResolvedClientIp>()`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct ResolvedClientIp(pub IpAddr);
+    /// Middleware that limits nothing (when a stack's rate limit is
+    /// optional).
+    pub fn disabled() -> Self {
+        Self { limiter: None }
+    }
+}
 
 impl<S, B> Transform<S, ServiceRequest> for RateLimit
 where
@@ -77,7 +82,7 @@ where
 #[derive(Debug)]
 pub struct RateLimitMiddleware<S> {
     service: Rc<S>,
-    limiter: Arc<RateLimiter>,
+    limiter: Option<Arc<RateLimiter>>,
 }
 
 struct ActixHeaders<'a>(&'a HeaderMap);
@@ -103,19 +108,31 @@ where
     forward_ready!(service);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
-        let check = self.limiter.check_request(&RateLimitRequest::new(
-            req.method().as_str(),
-            req.path(),
-            req.peer_addr().map(|addr| addr.ip()),
-            &ActixHeaders(req.headers()),
-        ));
-        if let Some(ip) = check.client_ip() {
+        let Some(limiter) = &self.limiter else {
+            let future = self.service.call(req);
+            return Box::pin(async move { Ok(future.await?.map_into_left_body()) });
+        };
+        let extension = if limiter.uses_extension() {
+            req.extensions().get::<RateLimitKey>().cloned()
+        } else {
+            None
+        };
+        let verdict = limiter.check_request(
+            &RateLimitRequest::new(
+                req.method().as_str(),
+                req.path(),
+                req.peer_addr().map(|addr| addr.ip()),
+                &ActixHeaders(req.headers()),
+            )
+            .extension(extension.as_ref()),
+        );
+        if let Some(ip) = verdict.client_ip() {
             req.extensions_mut().insert(ResolvedClientIp(ip));
         }
-        match check {
-            Check::Ready(outcome) => decided(&self.service, req, outcome),
+        match verdict {
+            Verdict::Ready(outcome) => decided(&self.service, req, outcome),
             // Counts in a shared store (Redis): wait for its decision.
-            Check::Pending(check) => {
+            Verdict::Pending(check) => {
                 let service = self.service.clone();
                 Box::pin(async move { decided(&service, req, check.await).await })
             }

@@ -1,5 +1,5 @@
 //! The shared conformance suite through an actix-web `App`: the probes,
-//! `RateLimit`, `CatchPanic` and `HttpMonitor`.
+//! `RateLimit`, `CatchPanic` and `Monitor`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step should panic
 
@@ -77,6 +77,52 @@ async fn rate_limiting_through_a_shared_store_conforms() {
     watchpost_testkit::rate_limit::run_shared(rate_limited).await;
 }
 
+/// The actix-web way to limit one route and method: `Route::wrap`; the
+/// app's authentication (a middleware) in front, on the resource.
+#[actix_web::test]
+async fn limits_per_route_method_and_key_conform() {
+    use actix_web::HttpMessage;
+    use watchpost::ratelimit::RateLimitKey;
+    use watchpost_actix::RateLimit;
+    use watchpost_testkit::keys::{user_key, USER_HEADER};
+
+    watchpost_testkit::keys::run(|fixture| async move {
+        let app = App::new()
+            .service(
+                web::resource("/api/chat").route(
+                    web::post()
+                        .to(|| async { "chat" })
+                        .wrap(RateLimit::new(fixture.chat)),
+                ),
+            )
+            .service(
+                web::resource("/api/data").route(
+                    web::get()
+                        .to(|| async { "data" })
+                        .wrap(RateLimit::new(fixture.by_api_key)),
+                ),
+            )
+            .service(
+                web::resource("/api/me")
+                    .route(
+                        web::get()
+                            .to(|| async { "me" })
+                            .wrap(RateLimit::new(fixture.by_user)),
+                    )
+                    .wrap_fn(|req, srv| {
+                        let user = user_key(req.headers().get(USER_HEADER).map(|v| v.as_bytes()));
+                        if let Some(user) = user {
+                            req.extensions_mut().insert::<RateLimitKey>(user);
+                        }
+                        srv.call(req)
+                    }),
+            )
+            .route("/", web::get().to(|| async { "home" }));
+        Actix(test::init_service(app).await)
+    })
+    .await;
+}
+
 #[actix_web::test]
 async fn handler_panics_conform() {
     use watchpost_testkit::panics;
@@ -100,7 +146,7 @@ async fn handler_panics_conform() {
 async fn http_monitor_conforms() {
     use actix_web::error::ErrorInternalServerError;
     use actix_web::HttpResponse;
-    use watchpost_actix::{CatchPanic, HttpMonitor};
+    use watchpost_actix::{CatchPanic, Monitor};
     use watchpost_testkit::monitor;
 
     monitor::run(|fixture| async move {
@@ -122,7 +168,7 @@ async fn http_monitor_conforms() {
                     )
                     .route("/crash/{id}", web::get().to(monitor::crash))
                     .wrap(CatchPanic::new())
-                    .wrap(HttpMonitor::new(fixture.monitor)),
+                    .wrap(Monitor::new(fixture.monitor)),
             );
         Actix(test::init_service(app).await)
     })

@@ -1,4 +1,4 @@
-//! `watchpost_actix::HttpMonitor`: the same counting as the tower layer,
+//! `watchpost_actix::Monitor`: the same counting as the tower layer,
 //! with routes named by actix's match patterns, errors that travel as
 //! `Err` counted by their status under their route, and the probes kept
 //! out of the figures.
@@ -15,7 +15,7 @@ use watchpost::alert::{Alerter, MemorySink};
 use watchpost::checks::fn_check;
 use watchpost::health::HealthChecks;
 use watchpost::monitor::ManualClock;
-use watchpost_actix::{CatchPanic, HttpMonitor};
+use watchpost_actix::{CatchPanic, Monitor};
 
 /// A monitor on a clock that stands still, and its alerter's sink.
 struct Fixture {
@@ -85,7 +85,7 @@ async fn five_hundreds_are_counted_per_matched_route() {
                 "/busy",
                 web::get().to(|| async { HttpResponse::TooManyRequests().finish() }),
             )
-            .wrap(HttpMonitor::new(f.monitor.clone())),
+            .wrap(Monitor::new(f.monitor.clone())),
     )
     .await;
 
@@ -119,7 +119,7 @@ async fn an_unmatched_404_is_not_an_error() {
     let app = test::init_service(
         App::new()
             .route("/users/{id}", web::get().to(|| async { "user" }))
-            .wrap(HttpMonitor::new(f.monitor.clone())),
+            .wrap(Monitor::new(f.monitor.clone())),
     )
     .await;
 
@@ -143,7 +143,7 @@ async fn a_handler_err_counts_as_a_5xx_of_its_route() {
                     Err::<String, _>(ErrorInternalServerError("report store unreachable"))
                 }),
             )
-            .wrap(HttpMonitor::new(f.monitor.clone())),
+            .wrap(Monitor::new(f.monitor.clone())),
     )
     .await;
 
@@ -172,7 +172,7 @@ async fn an_err_from_inner_middleware_counts_by_its_status() {
                 let res = err.map_or_else(|| Ok(srv.call(req)), Err);
                 async move { res?.await }
             })
-            .wrap(HttpMonitor::new(f.monitor.clone())),
+            .wrap(Monitor::new(f.monitor.clone())),
     )
     .await;
 
@@ -194,15 +194,16 @@ async fn panics() -> String {
 }
 
 #[actix_web::test]
-async fn a_panic_caught_inside_the_monitor_counts_as_a_500() {
+async fn a_panic_caught_inside_the_monitor_is_a_request_not_a_5xx() {
     let f = fixture();
     let app = test::init_service(
         App::new()
             .route("/orders/{id}", web::get().to(panics))
             .route("/", web::get().to(|| async { "hello" }))
-            // The monitor outside CatchPanic: it sees the panic's 500.
+            // The monitor outside CatchPanic: it sees the panic's 500, and
+            // counts it as a request; the panic has an alert of its own.
             .wrap(CatchPanic::new())
-            .wrap(HttpMonitor::new(f.monitor.clone())),
+            .wrap(Monitor::new(f.monitor.clone())),
     )
     .await;
 
@@ -213,8 +214,8 @@ async fn a_panic_caught_inside_the_monitor_counts_as_a_500() {
     // The worker serves on, and the next request is counted too.
     assert_eq!(status(&app, test::TestRequest::get().uri("/")).await, 200);
     let s = f.monitor.snapshot();
-    assert_eq!((s.requests, s.errors), (2, 1));
-    assert_eq!(s.top_routes, routes(&[("GET /orders/{id}", 1)]));
+    assert_eq!((s.requests, s.errors), (2, 0));
+    assert!(s.top_routes.is_empty(), "{s:?}");
 }
 
 fn failing_readiness() -> HealthChecks {
@@ -238,7 +239,7 @@ async fn probes_outside_the_monitored_scope_are_not_counted() {
                         web::get().to(|| async { HttpResponse::InternalServerError().finish() }),
                     )
                     .route("/", web::get().to(|| async { "hello" }))
-                    .wrap(HttpMonitor::new(f.monitor.clone())),
+                    .wrap(Monitor::new(f.monitor.clone())),
             ),
     )
     .await;
@@ -266,23 +267,31 @@ async fn probes_outside_the_monitored_scope_are_not_counted() {
 }
 
 #[actix_web::test]
-async fn probes_under_an_app_wide_monitor_would_count_their_503s() {
-    // Why the probes belong outside: wrapped, a failing readiness probe
-    // reads as a server error.
+async fn probes_under_an_app_wide_monitor_are_not_errors_and_it_says_so() {
+    // The probes belong outside: wrapped, a failing readiness probe is not
+    // counted as a server error, and the monitor says it is misplaced.
+    watchpost_testkit::logs::capture_global();
     let f = fixture();
     let app = test::init_service(
         App::new()
             .configure(watchpost_actix::configure(failing_readiness()))
-            .wrap(HttpMonitor::new(f.monitor.clone())),
+            .wrap(Monitor::new(f.monitor.clone())),
     )
     .await;
 
-    assert_eq!(
-        status(&app, test::TestRequest::get().uri("/readyz")).await,
-        503
-    );
+    for _ in 0..3 {
+        assert_eq!(
+            status(&app, test::TestRequest::get().uri("/readyz")).await,
+            503
+        );
+    }
     let s = f.monitor.snapshot();
-    assert_eq!((s.requests, s.errors), (1, 1));
+    assert_eq!((s.requests, s.errors), (3, 0));
+    let said = watchpost_testkit::logs::captured()
+        .lines()
+        .filter(|l| l.contains("is layered over the health probes (/readyz answered 5xx)"))
+        .count();
+    assert_eq!(said, 1, "{}", watchpost_testkit::logs::captured());
 }
 
 #[actix_web::test]
@@ -294,7 +303,7 @@ async fn a_burst_of_500s_fires_one_incident() {
                 "/error",
                 web::get().to(|| async { HttpResponse::InternalServerError().finish() }),
             )
-            .wrap(HttpMonitor::new(f.monitor.clone())),
+            .wrap(Monitor::new(f.monitor.clone())),
     )
     .await;
 

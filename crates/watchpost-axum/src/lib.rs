@@ -66,11 +66,11 @@ use axum::http::Extensions;
 use axum::Router;
 use tower_layer::Layer;
 use watchpost::client_ip::ClientIpResolver;
+pub use watchpost::client_ip::ResolvedClientIp;
 use watchpost::health::HealthChecks;
 use watchpost::monitor::HttpMonitor;
 use watchpost::ratelimit::{Quota, RateLimiter};
 use watchpost::Watchpost;
-pub use watchpost::client_ip::ResolvedClientIp;
 pub use watchpost_tower::{CatchPanicLayer, HealthService};
 
 /// The layers of a [`Watchpost`] for axum, from

@@ -87,6 +87,44 @@ async fn rate_limiting_through_a_shared_store_conforms() {
     watchpost_testkit::rate_limit::run_shared(rate_limited).await;
 }
 
+/// The axum way to limit one route and method: `route_layer` on the
+/// method's handler; the app's authentication (a middleware) in front.
+#[tokio::test]
+async fn limits_per_route_method_and_key_conform() {
+    use axum::middleware::{self, Next};
+    use axum::routing::post;
+    use watchpost::ratelimit::RateLimitKey;
+    use watchpost_testkit::keys::{user_key, USER_HEADER};
+
+    async fn authenticate(mut req: Request<Body>, next: Next) -> axum::response::Response {
+        if let Some(user) = user_key(req.headers().get(USER_HEADER).map(|v| v.as_bytes())) {
+            req.extensions_mut().insert::<RateLimitKey>(user);
+        }
+        next.run(req).await
+    }
+
+    watchpost_testkit::keys::run(|fixture| async move {
+        let app = Router::new()
+            .route(
+                "/api/chat",
+                post(|| async { "chat" }).route_layer(RateLimitLayer::new(fixture.chat)),
+            )
+            .route(
+                "/api/data",
+                get(|| async { "data" }).route_layer(RateLimitLayer::new(fixture.by_api_key)),
+            )
+            .route(
+                "/api/me",
+                get(|| async { "me" })
+                    .route_layer(RateLimitLayer::new(fixture.by_user))
+                    .layer(middleware::from_fn(authenticate)),
+            )
+            .route("/", get(|| async { "home" }));
+        Axum(app)
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn client_ip_extractor_matches_the_limiter() {
     let fixture = watchpost_testkit::rate_limit::fixture();

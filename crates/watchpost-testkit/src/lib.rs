@@ -8,7 +8,8 @@
 //!
 //! An adapter's test implements [`Harness`] (send one request through the
 //! framework, collect the response) and calls [`health::run`],
-//! [`rate_limit::run`], [`panics::run`] (handler panics under the
+//! [`rate_limit::run`], [`keys::run`] (limits on one route and method, and
+//! per API key or user), [`panics::run`] (handler panics under the
 //! catch-panic layer: the 500 and the alert) and [`monitor::run`] (the
 //! HTTP monitor's figures and incident).
 
@@ -18,6 +19,7 @@ use std::future::Future;
 
 pub mod fake_http;
 pub mod health;
+pub mod keys;
 pub mod logs;
 pub mod monitor;
 pub mod panics;

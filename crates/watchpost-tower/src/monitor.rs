@@ -210,9 +210,11 @@ impl<R: RoutePattern> Pending<R> {
         let route = self.route;
         let name = || route.as_ref().map(R::as_str);
         if panicked {
-            self.monitor.record_panic(self.start, self.method.as_str(), name);
+            self.monitor
+                .record_panic(self.start, self.method.as_str(), name);
         } else {
-            self.monitor.record(self.start, status, self.method.as_str(), name);
+            self.monitor
+                .record(self.start, status, self.method.as_str(), name);
         }
     }
 }

@@ -13,9 +13,7 @@ use http_body_util::{BodyExt, Empty, Full};
 use tower::util::BoxCloneService;
 use tower::{service_fn, Layer, ServiceBuilder, ServiceExt};
 use watchpost_testkit::{Harness, TestRequest, TestResponse};
-use watchpost_tower::{
-    CatchPanicLayer, HealthService, MonitorLayer, RateLimitLayer, RoutePattern,
-};
+use watchpost_tower::{CatchPanicLayer, HealthService, MonitorLayer, RateLimitLayer, RoutePattern};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -85,6 +83,51 @@ async fn rate_limiting_conforms() {
 #[tokio::test]
 async fn rate_limiting_through_a_shared_store_conforms() {
     watchpost_testkit::rate_limit::run_shared(rate_limited).await;
+}
+
+type Branch = BoxCloneService<Request<Empty<Bytes>>, Response<Full<Bytes>>, Infallible>;
+
+/// One route's handler, answering `body`, under `limiter`.
+fn limited(limiter: watchpost::ratelimit::RateLimiter, body: &'static str) -> Branch {
+    let handler = service_fn(move |_req: Request<Empty<Bytes>>| async move { Ok(text(200, body)) });
+    BoxCloneService::new(RateLimitLayer::new(limiter).layer(handler))
+}
+
+/// Plain tower has no router: the app routes by hand, and puts each
+/// limiter on its own branch (route and method) only.
+#[tokio::test]
+async fn limits_per_route_method_and_key_conform() {
+    use watchpost::ratelimit::RateLimitKey;
+    use watchpost_testkit::keys::{user_key, USER_HEADER};
+
+    watchpost_testkit::keys::run(|fixture| async move {
+        let chat = limited(fixture.chat, "chat");
+        let data = limited(fixture.by_api_key, "data");
+        let me = limited(fixture.by_user, "me");
+        let app = service_fn(move |mut req: Request<Empty<Bytes>>| {
+            let (chat, data, me) = (chat.clone(), data.clone(), me.clone());
+            async move {
+                let method = req.method().as_str().to_owned();
+                match (method.as_str(), req.uri().path()) {
+                    ("POST", "/api/chat") => chat.oneshot(req).await,
+                    (_, "/api/chat") => Ok(text(405, "")),
+                    ("GET", "/api/data") => data.oneshot(req).await,
+                    ("GET", "/api/me") => {
+                        // The app's authentication, in front of the limiter.
+                        let user = user_key(req.headers().get(USER_HEADER).map(|v| v.as_bytes()));
+                        if let Some(user) = user {
+                            req.extensions_mut().insert::<RateLimitKey>(user);
+                        }
+                        me.oneshot(req).await
+                    }
+                    ("GET", "/") => Ok(text(200, "home")),
+                    _ => Ok(text(404, "")),
+                }
+            }
+        });
+        Tower(BoxCloneService::new(app))
+    })
+    .await;
 }
 
 fn text(status: u16, body: impl Into<Bytes>) -> Response<Full<Bytes>> {

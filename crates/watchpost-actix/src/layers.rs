@@ -1,0 +1,151 @@
+//! A [`Watchpost`] for actix-web: the probes, the [`Layers`] middleware,
+//! per-route limits, and [`serve`].
+
+use std::fmt;
+use std::future::{ready, Ready};
+
+use actix_http::body::MessageBody;
+use actix_http::{Request, Response};
+use actix_service::IntoServiceFactory;
+use actix_web::body::EitherBody;
+use actix_web::dev::{
+    AppConfig, Service, ServiceFactory, ServiceRequest, ServiceResponse, Transform,
+};
+use actix_web::web::ServiceConfig;
+use actix_web::{Error, HttpServer};
+use watchpost::ratelimit::Quota;
+use watchpost::Watchpost;
+
+use crate::catch_panic::{CatchPanic, CatchPanicMiddleware};
+use crate::monitor::{Monitor, MonitorMiddleware};
+use crate::rate_limit::{RateLimit, RateLimitMiddleware};
+
+/// What a [`Watchpost`] gives an actix-web application. See the
+/// [crate docs](crate) for the whole setup.
+pub trait WatchpostExt: sealed::Sealed {
+    /// The health probes, for [`App::configure`](actix_web::App::configure):
+    /// register them before the scope wrapped in [`layers`](Self::layers).
+    fn probes(&self) -> impl Fn(&mut ServiceConfig) + Clone + 'static;
+
+    /// The middleware for a `web::scope("")` holding the application's
+    /// routes: the application-wide rate limit (if the handle has one),
+    /// the HTTP monitor and catching panics, in that order from the
+    /// outside. Clones share the counts: call it inside `HttpServer::new`'s
+    /// factory on a clone of the handle built outside it.
+    fn layers(&self) -> Layers;
+
+    /// A per-client limit of `quota` for one route and method, for
+    /// `Route::wrap` (`web::post().to(chat).wrap(limit)`), so other
+    /// methods' 405s and 404s are never counted. On the handle's clock,
+    /// trusted proxies and shared state; see
+    /// [`Watchpost::rate_limiter`] to refine it. Build it once, outside
+    /// the factory, and clone it into each worker's `App`.
+    fn rate_limit(&self, quota: Quota) -> RateLimit;
+}
+
+impl WatchpostExt for Watchpost {
+    fn probes(&self) -> impl Fn(&mut ServiceConfig) + Clone + 'static {
+        crate::configure(self.health().clone())
+    }
+
+    fn layers(&self) -> Layers {
+        Layers {
+            rate_limit: match self.app_rate_limiter() {
+                Some(limiter) => RateLimit::new(limiter.clone()),
+                None => RateLimit::disabled(),
+            },
+            monitor: Monitor::new(self.monitor().clone()),
+            catch_panic: CatchPanic::new().alerter(self.alerter()),
+        }
+    }
+
+    fn rate_limit(&self, quota: Quota) -> RateLimit {
+        RateLimit::new(self.rate_limiter(quota))
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for watchpost::Watchpost {}
+}
+
+/// The middleware of a [`Watchpost`] in one `wrap`, from
+/// [`WatchpostExt::layers`]: [`RateLimit`] outside [`Monitor`] outside
+/// [`CatchPanic`].
+#[derive(Clone)]
+pub struct Layers {
+    rate_limit: RateLimit,
+    monitor: Monitor,
+    catch_panic: CatchPanic,
+}
+
+impl fmt::Debug for Layers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Layers")
+            .field("rate_limit", &self.rate_limit)
+            .field("monitor", &self.monitor)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The service made by [`Layers`].
+pub type LayersMiddleware<S> = RateLimitMiddleware<MonitorMiddleware<CatchPanicMiddleware<S>>>;
+
+impl<S, B> Transform<S, ServiceRequest> for Layers
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    S::Future: 'static,
+    B: 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = Error;
+    type Transform = LayersMiddleware<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        // Each part builds at once (a `Ready`): compose them in place.
+        let layered = self
+            .catch_panic
+            .new_transform(service)
+            .into_inner()
+            .and_then(|s| self.monitor.new_transform(s).into_inner())
+            .and_then(|s| self.rate_limit.new_transform(s).into_inner());
+        ready(layered)
+    }
+}
+
+/// Runs `server` with the graceful shutdown a [`Watchpost`] needs: actix's
+/// own signal handling is switched off, and on Ctrl-C or SIGTERM readiness
+/// answers 503 at once, the server keeps serving for the drain delay
+/// ([`WatchpostBuilder::drain`](watchpost::WatchpostBuilder::drain)), then
+/// stops gracefully (in-flight requests finish). Dropping the handle after
+/// it flushes pending alerts.
+///
+/// # Errors
+///
+/// What the server returns: an I/O error of its listeners.
+pub async fn serve<F, I, S, B>(
+    server: HttpServer<F, I, S, B>,
+    wp: &Watchpost,
+) -> std::io::Result<()>
+where
+    F: Fn() -> I + Send + Clone + 'static,
+    I: IntoServiceFactory<S, Request>,
+    S: ServiceFactory<Request, Config = AppConfig> + 'static,
+    S::Error: Into<Error> + 'static,
+    S::InitError: fmt::Debug,
+    S::Response: Into<Response<B>> + 'static,
+    <S::Service as Service<Request>>::Future: 'static,
+    S::Service: 'static,
+    B: MessageBody + 'static,
+{
+    let server = server.disable_signals().run();
+    let handle = server.handle();
+    let shutdown = wp.shutdown_signal();
+    actix_web::rt::spawn(async move {
+        shutdown.await;
+        handle.stop(true).await;
+    });
+    server.await
+}
