@@ -174,3 +174,26 @@ async fn http_monitor_conforms() {
     })
     .await;
 }
+
+/// A `Watchpost`'s layers and probes, mounted as the crate docs say.
+#[actix_web::test]
+async fn the_handle_gives_one_message_for_one_bug() {
+    use actix_web::HttpResponse;
+    use watchpost_actix::WatchpostExt;
+
+    watchpost_testkit::handle::run(|fixture| async move {
+        let wp = fixture.watchpost;
+        let app = App::new().configure(wp.probes()).service(
+            web::scope("")
+                .wrap(wp.layers())
+                .route("/", web::get().to(|| async { "ok" }))
+                .route("/panic", web::get().to(watchpost_testkit::panics::str_panic))
+                .route(
+                    "/error",
+                    web::get().to(|| async { HttpResponse::InternalServerError().finish() }),
+                ),
+        );
+        Actix(test::init_service(app).await)
+    })
+    .await;
+}

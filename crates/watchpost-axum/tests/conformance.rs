@@ -230,3 +230,22 @@ async fn http_monitor_conforms() {
     })
     .await;
 }
+
+/// A `Watchpost`'s layers and probes, mounted as the crate docs say.
+#[tokio::test]
+async fn the_handle_gives_one_message_for_one_bug() {
+    use axum::http::StatusCode;
+    use watchpost_axum::WatchpostExt;
+
+    watchpost_testkit::handle::run(|fixture| async move {
+        let wp = fixture.watchpost;
+        let app = Router::new()
+            .route("/", get(|| async { "ok" }))
+            .route("/panic", get(watchpost_testkit::panics::str_panic))
+            .route("/error", get(|| async { StatusCode::INTERNAL_SERVER_ERROR }))
+            .layer(wp.layers())
+            .merge(wp.routes());
+        Axum(app)
+    })
+    .await;
+}

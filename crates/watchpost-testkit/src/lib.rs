@@ -10,14 +10,16 @@
 //! framework, collect the response) and calls [`health::run`],
 //! [`rate_limit::run`], [`keys::run`] (limits on one route and method, and
 //! per API key or user), [`panics::run`] (handler panics under the
-//! catch-panic layer: the 500 and the alert) and [`monitor::run`] (the
-//! HTTP monitor's figures and incident).
+//! catch-panic layer: the 500 and the alert), [`monitor::run`] (the
+//! HTTP monitor's figures and incident) and [`handle::run`] (a
+//! `Watchpost`'s layers and probes: one bug, one message).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::future::Future;
 
 pub mod fake_http;
+pub mod handle;
 pub mod health;
 pub mod keys;
 pub mod logs;

@@ -245,3 +245,37 @@ async fn http_monitor_conforms() {
     })
     .await;
 }
+
+/// A `Watchpost`'s layers, with the probes routed outside them.
+#[tokio::test]
+async fn the_handle_gives_one_message_for_one_bug() {
+    use watchpost_tower::WatchpostLayer;
+
+    watchpost_testkit::handle::run(|fixture| async move {
+        let wp = fixture.watchpost;
+        let app = ServiceBuilder::new()
+            .layer(WatchpostLayer::new(&wp))
+            .service(service_fn(|req: Request<Empty<Bytes>>| async move {
+                Ok::<_, Infallible>(match req.uri().path() {
+                    "/" => text(200, "ok"),
+                    "/panic" => text(200, watchpost_testkit::panics::str_panic().await),
+                    "/error" => text(500, ""),
+                    _ => text(404, ""),
+                })
+            }));
+        let app = BoxCloneService::new(app);
+        let health = HealthService::new(wp.health().clone());
+        let routed = service_fn(move |req: Request<Empty<Bytes>>| {
+            let (app, health) = (app.clone(), health.clone());
+            async move {
+                if health.get_ref().is_probe_path(req.uri().path()) {
+                    health.oneshot(req).await
+                } else {
+                    app.oneshot(req).await
+                }
+            }
+        });
+        Tower(BoxCloneService::new(routed))
+    })
+    .await;
+}
