@@ -23,15 +23,16 @@ use crate::rate_limit::{RateLimit, RateLimitMiddleware};
 /// What a [`Watchpost`] gives an actix-web application. See the
 /// [crate docs](crate) for the whole setup.
 pub trait WatchpostExt: sealed::Sealed {
-    /// The health probes, for [`App::configure`](actix_web::App::configure):
-    /// register them before the scope wrapped in [`layers`](Self::layers).
+    /// The health probes, for [`App::configure`](actix_web::App::configure).
     fn probes(&self) -> impl Fn(&mut ServiceConfig) + Clone + 'static;
 
-    /// The middleware for a `web::scope("")` holding the application's
-    /// routes: the application-wide rate limit (if the handle has one),
-    /// the HTTP monitor and catching panics, in that order from the
-    /// outside. Clones share the counts: call it inside `HttpServer::new`'s
-    /// factory on a clone of the handle built outside it.
+    /// The middleware for the whole app, with
+    /// [`App::wrap`](actix_web::App::wrap): the application-wide rate
+    /// limit (if the handle has one; the probes exempt), the HTTP monitor
+    /// (the probes not counted) and catching panics, in that order from
+    /// the outside. Clones share the counts: call it inside
+    /// `HttpServer::new`'s factory on a clone of the handle built outside
+    /// it.
     fn layers(&self) -> Layers;
 
     /// A per-client limit of `quota` for one route and method, for

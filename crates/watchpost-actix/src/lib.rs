@@ -5,12 +5,12 @@
 //! Build a [`Watchpost`] once, before `HttpServer::new`, then, with
 //! [`WatchpostExt`] in scope, in each worker's `App`:
 //!
-//! - [`probes`](WatchpostExt::probes): the health probes, for
-//!   [`App::configure`](actix_web::App::configure). Register them first,
-//!   outside the layers, so the monitor doesn't count their 503s.
 //! - [`layers`](WatchpostExt::layers): everything the handle provides, in
-//!   the right order (its application-wide rate limit if set, the HTTP
-//!   monitor, catching panics), for a `web::scope("")` holding your routes.
+//!   the right order (its application-wide rate limit if set, the probes
+//!   exempt; the HTTP monitor, the probes not counted; catching panics),
+//!   in one [`App::wrap`](actix_web::App::wrap) around the whole app.
+//! - [`probes`](WatchpostExt::probes): the health probes, for
+//!   [`App::configure`](actix_web::App::configure).
 //! - [`rate_limit`](WatchpostExt::rate_limit): a per-client limit for one
 //!   route and method, with `Route::wrap`, so other methods' 405s are
 //!   never counted.
@@ -29,12 +29,11 @@
 //!     .build()?;
 //! let (w, chat) = (wp.clone(), wp.rate_limit("10/min".parse()?));
 //! let server = HttpServer::new(move || {
-//!     App::new().configure(w.probes()).service(
-//!         web::scope("")
-//!             .wrap(w.layers())
-//!             .route("/", web::get().to(|| async { "hello" }))
-//!             .route("/api/chat", web::post().to(|| async { "hi" }).wrap(chat.clone())),
-//!     )
+//!     App::new()
+//!         .wrap(w.layers())
+//!         .configure(w.probes())
+//!         .route("/", web::get().to(|| async { "hello" }))
+//!         .route("/api/chat", web::post().to(|| async { "hi" }).wrap(chat.clone()))
 //! });
 //! watchpost_actix::serve(server.bind(("127.0.0.1", 3000))?, &wp).await?;
 //! # Ok(()) }

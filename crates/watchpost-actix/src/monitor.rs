@@ -44,12 +44,10 @@ use watchpost::monitor::RequestStart;
 /// - **Outside [`CatchPanic`](crate::CatchPanic)** (`.wrap(CatchPanic::new())`
 ///   first, then `.wrap(Monitor::new(..))`: in actix the last `wrap` is
 ///   the outermost), so that a panic is counted as the 500 it becomes.
-/// - **Not around the health probes.** Their 503s are signals to the load
-///   balancer, not server errors. `App::wrap` wraps every route of the
-///   app, so register the probes on the `App` first and put the monitored
-///   routes in a `web::scope("")` wrapped with the monitor (the probes
-///   must come first: the empty scope matches every path and answers 404
-///   for paths it has no route for).
+/// - **Around the whole app**, probes included: requests to the probes'
+///   paths are not counted (their 503s are signals to the load balancer,
+///   not server errors; see
+///   [`HttpMonitor::watches`](watchpost::monitor::HttpMonitor::watches)).
 ///
 /// # Examples
 ///
@@ -66,17 +64,13 @@ use watchpost::monitor::RequestStart;
 ///
 /// let app = test::init_service(
 ///     App::new()
-///         // The probes first, outside the monitor.
 ///         .configure(watchpost_actix::configure(health.clone()))
-///         .service(
-///             web::scope("")
-///                 .route("/users/{id}", web::get().to(|| async {
-///                     HttpResponse::InternalServerError().finish()
-///                 }))
-///                 .wrap(CatchPanic::new())
-///                 // Clone the monitor into each worker's App.
-///                 .wrap(Monitor::new(monitor.clone())),
-///         ),
+///         .route("/users/{id}", web::get().to(|| async {
+///             HttpResponse::InternalServerError().finish()
+///         }))
+///         .wrap(CatchPanic::new())
+///         // Clone the monitor into each worker's App.
+///         .wrap(Monitor::new(monitor.clone())),
 /// )
 /// .await;
 ///
@@ -152,6 +146,13 @@ where
     forward_ready!(service);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
+        if !self.monitor.watches(req.path()) {
+            // A health probe: its 503 is a signal, not an error.
+            return MonitorFuture {
+                inner: self.service.call(req),
+                pending: None,
+            };
+        }
         // No clone of the request is kept: actix's router needs it unshared.
         // A standard method clones as an enum tag.
         let start = self.monitor.start();

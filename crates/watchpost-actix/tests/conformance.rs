@@ -183,16 +183,15 @@ async fn the_handle_gives_one_message_for_one_bug() {
 
     watchpost_testkit::handle::run(|fixture| async move {
         let wp = fixture.watchpost;
-        let app = App::new().configure(wp.probes()).service(
-            web::scope("")
-                .wrap(wp.layers())
-                .route("/", web::get().to(|| async { "ok" }))
-                .route("/panic", web::get().to(watchpost_testkit::panics::str_panic))
-                .route(
-                    "/error",
-                    web::get().to(|| async { HttpResponse::InternalServerError().finish() }),
-                ),
-        );
+        let app = App::new()
+            .wrap(wp.layers())
+            .configure(wp.probes())
+            .route("/", web::get().to(|| async { "ok" }))
+            .route("/panic", web::get().to(watchpost_testkit::panics::str_panic))
+            .route(
+                "/error",
+                web::get().to(|| async { HttpResponse::InternalServerError().finish() }),
+            );
         Actix(test::init_service(app).await)
     })
     .await;

@@ -4,15 +4,15 @@
 //!
 //! Build a [`Watchpost`] once, then, with [`WatchpostExt`] in scope:
 //!
-//! - [`layers`](WatchpostExt::layers) wraps your routes in everything the
-//!   handle provides, in the right order: its application-wide rate limit
-//!   (if set), the HTTP monitor (per matched route), and catching panics
-//!   (a panicking handler answers 500, one alert goes out, serving goes
-//!   on).
 //! - [`routes`](WatchpostExt::routes) is the probes (`/livez`, `/readyz`,
 //!   `/healthz`, `/{probe}/{check}`) as a [`Router`] to
-//!   [`merge`](Router::merge) *after* `.layer(wp.layers())`, so the monitor
-//!   doesn't count their 503s.
+//!   [`merge`](Router::merge).
+//! - [`layers`](WatchpostExt::layers) wraps the whole router (add it last,
+//!   after the merge, so unknown paths go through it too) in everything
+//!   the handle provides, in the right order: its application-wide rate
+//!   limit (if set; the probes exempt), the HTTP monitor (per matched
+//!   route; the probes not counted), and catching panics (a panicking
+//!   handler answers 500, one alert goes out, serving goes on).
 //! - [`rate_limit`](WatchpostExt::rate_limit) is a per-client limit for one
 //!   route and method: `post(chat).route_layer(wp.rate_limit(q))` counts
 //!   only `POST`s that reach the handler (never a `GET`'s 405, never a
@@ -35,8 +35,8 @@
 //! let app = axum::Router::new()
 //!     .route("/", get(|| async { "hello" }))
 //!     .route("/api/chat", post(|| async { "hi" }).route_layer(wp.rate_limit("10/min".parse()?)))
-//!     .layer(wp.layers())
-//!     .merge(wp.routes());
+//!     .merge(wp.routes())
+//!     .layer(wp.layers());
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
 //! watchpost_axum::serve(listener, app, &wp).await?;
 //! # Ok(()) }
@@ -81,13 +81,14 @@ pub type Layers = watchpost_tower::WatchpostLayer<ConnectInfoPeer, MatchedPathRo
 /// What a [`Watchpost`] gives an axum application. See the
 /// [crate docs](crate) for the whole setup.
 pub trait WatchpostExt: sealed::Sealed {
-    /// The layers to put on your routes with [`Router::layer`]: the
-    /// application-wide rate limit (if the handle has one), the HTTP
-    /// monitor and catching panics, in that order from the outside.
-    /// [`merge`](Router::merge) the probes after it.
+    /// The layers to put on the whole router with [`Router::layer`], last
+    /// (after merging the probes, so that unknown paths' 404s go through
+    /// them too): the application-wide rate limit (if the handle has one;
+    /// the probes exempt), the HTTP monitor (the probes not counted) and
+    /// catching panics, in that order from the outside.
     fn layers(&self) -> Layers;
 
-    /// The probes, to [`merge`](Router::merge) after `.layer(wp.layers())`.
+    /// The probes, to [`merge`](Router::merge) before `.layer(wp.layers())`.
     fn routes<S: Clone + Send + Sync + 'static>(&self) -> Router<S>;
 
     /// A per-client limit of `quota` for one route and method: put it on

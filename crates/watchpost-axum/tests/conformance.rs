@@ -243,8 +243,8 @@ async fn the_handle_gives_one_message_for_one_bug() {
             .route("/", get(|| async { "ok" }))
             .route("/panic", get(watchpost_testkit::panics::str_panic))
             .route("/error", get(|| async { StatusCode::INTERNAL_SERVER_ERROR }))
-            .layer(wp.layers())
-            .merge(wp.routes());
+            .merge(wp.routes())
+            .layer(wp.layers());
         Axum(app)
     })
     .await;

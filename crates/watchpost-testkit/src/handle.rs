@@ -11,7 +11,7 @@
 //! | `GET /panic` | [`crate::panics::str_panic`]: a panic, answered 500 |
 //! | `GET /error` | a plain `500` |
 //!
-//! inside the handle's layers, and its probes outside them.
+//! and the handle's probes, everything inside its layers.
 //!
 //! [`run`] sends 20 identical panics and lets three minutes of virtual
 //! time pass: exactly one message (the panic), no 5xx-rate incident for

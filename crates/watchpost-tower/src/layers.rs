@@ -15,9 +15,9 @@ use crate::rate_limit::{PeerAddr, RateLimit, RateLimitLayer, SocketAddrPeer};
 /// monitor, and catching panics (a handler's panic answers 500 and is
 /// alerted; the monitor counts it as a panic, not in the 5xx rate).
 ///
-/// Mount the probes outside it ([`HealthService`](crate::HealthService) on
-/// the probe paths, routed before this stack): their 503s are signals to
-/// the load balancer, not server errors.
+/// Wrap the whole service in it, probes included
+/// ([`HealthService`](crate::HealthService) on the probe paths): the rate
+/// limit exempts them and the monitor doesn't count them.
 ///
 /// # Examples
 ///

@@ -12,8 +12,10 @@
 //! carries [`CaughtPanic`]) is counted as a request but not in the 5xx
 //! rate: the panic is alerted on its own, so one bug gives one message.
 //!
-//! Probe answers are deliberate 503s, not server errors: mount the probes
-//! outside the layer (in axum, `merge` them after `.layer(..)`).
+//! Probe answers are deliberate 503s, not server errors: requests to the
+//! probes' paths are not counted (see
+//! [`HttpMonitor::watches`](watchpost::monitor::HttpMonitor::watches)), so
+//! the layer can wrap the whole application, probes included.
 //!
 //! # Examples
 //!
@@ -181,6 +183,13 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        if !self.monitor.watches(req.uri().path()) {
+            // A health probe: its 503 is a signal, not an error.
+            return MonitorFuture {
+                inner: self.inner.call(req),
+                record: None,
+            };
+        }
         let start = self.monitor.start();
         let method = req.method().clone();
         let route = self.routes.route(req.extensions());

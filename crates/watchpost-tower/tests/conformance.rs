@@ -253,29 +253,25 @@ async fn the_handle_gives_one_message_for_one_bug() {
 
     watchpost_testkit::handle::run(|fixture| async move {
         let wp = fixture.watchpost;
-        let app = ServiceBuilder::new()
-            .layer(WatchpostLayer::new(&wp))
-            .service(service_fn(|req: Request<Empty<Bytes>>| async move {
+        let health = HealthService::new(wp.health().clone());
+        let app = service_fn(move |req: Request<Empty<Bytes>>| {
+            let health = health.clone();
+            async move {
                 Ok::<_, Infallible>(match req.uri().path() {
                     "/" => text(200, "ok"),
                     "/panic" => text(200, watchpost_testkit::panics::str_panic().await),
                     "/error" => text(500, ""),
+                    path if health.get_ref().is_probe_path(path) => {
+                        health.oneshot(req).await?
+                    }
                     _ => text(404, ""),
                 })
-            }));
-        let app = BoxCloneService::new(app);
-        let health = HealthService::new(wp.health().clone());
-        let routed = service_fn(move |req: Request<Empty<Bytes>>| {
-            let (app, health) = (app.clone(), health.clone());
-            async move {
-                if health.get_ref().is_probe_path(req.uri().path()) {
-                    health.oneshot(req).await
-                } else {
-                    app.oneshot(req).await
-                }
             }
         });
-        Tower(BoxCloneService::new(routed))
+        let app = ServiceBuilder::new()
+            .layer(WatchpostLayer::new(&wp))
+            .service(app);
+        Tower(BoxCloneService::new(app))
     })
     .await;
 }

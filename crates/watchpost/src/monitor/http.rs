@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use super::window::{Histogram, Totals, Window, BUCKETS, ROUTES};
 use crate::alert::{format_duration, Alert, Alerter, ConfigError};
 use crate::clock::{Clock, Tick};
-use crate::loud;
 
 const LOG_TARGET: &str = "watchpost::monitor::http";
 
@@ -86,9 +85,8 @@ struct Shared {
     error_key: String,
     latency_key: String,
     state: Mutex<State>,
-    /// The health probes' paths: their 503s are signals, never counted.
+    /// The health probes' paths: their requests are never counted.
     probes: Vec<String>,
-    probes_counted: loud::Once,
 }
 
 #[derive(Debug, Clone)]
@@ -225,6 +223,18 @@ impl HttpMonitor {
         HttpMonitorBuilder::new(alerter.clone())
     }
 
+    /// Whether requests to `path` are counted: every path but the health
+    /// probes' ([`HttpMonitorBuilder::probe_paths`]). Adapters ask before
+    /// [`start`](Self::start), so the monitor can wrap the whole
+    /// application, probes included.
+    #[inline]
+    pub fn watches(&self, path: &str) -> bool {
+        !self.shared.probes.iter().any(|probe| {
+            path.strip_prefix(probe.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
+    }
+
     /// The time a request starts, to pass to [`record`](Self::record).
     #[inline]
     pub fn start(&self) -> RequestStart {
@@ -315,10 +325,7 @@ impl HttpMonitor {
         let route = route();
         let route = route.as_ref().map(AsRef::as_ref);
         if error {
-            match route.filter(|r| self.shared.is_probe(r)) {
-                Some(probe) => self.shared.probe_counted(probe),
-                None => self.shared.window.record_error(seq, method, route),
-            }
+            self.shared.window.record_error(seq, method, route);
         }
         if slow {
             tracing::warn!(
@@ -465,11 +472,11 @@ impl HttpMonitorBuilder {
     }
 
     /// The health probes' base paths (default `/livez`, `/readyz`,
-    /// `/healthz`; a [`Watchpost`](crate::Watchpost) passes its own). A 5xx
-    /// answered on one of them is a signal to the load balancer, not a
-    /// server error: it is never counted in the 5xx rate, and a monitor
-    /// layered over the probes says so once (on stderr when no tracing
-    /// subscriber is installed) so they can be mounted outside it.
+    /// `/healthz`; a [`Watchpost`](crate::Watchpost) passes its own).
+    /// Requests to them are never counted ([`watches`](HttpMonitor::watches)
+    /// says no): a probe's 503 is a signal to the load balancer, not a
+    /// server error, and the monitor can wrap the whole application,
+    /// probes included.
     pub fn probe_paths<P: Into<String>>(mut self, paths: impl IntoIterator<Item = P>) -> Self {
         self.probes = paths.into_iter().map(Into::into).collect();
         self
@@ -523,7 +530,6 @@ impl HttpMonitorBuilder {
             state: Mutex::new(State::default()),
             clock: self.clock,
             probes,
-            probes_counted: loud::Once::default(),
         });
         let weak: Weak<dyn Tick> = Arc::downgrade(&shared) as Weak<dyn Tick>;
         shared.alerter.watch(&shared.clock, weak);
@@ -623,30 +629,6 @@ impl Baseline {
             return None;
         }
         all.quantile(0.95)
-    }
-}
-
-impl Shared {
-    /// Whether the route pattern is a probe's (`/readyz`, `/readyz/{name}`).
-    fn is_probe(&self, route: &str) -> bool {
-        self.probes.iter().any(|p| {
-            route
-                .strip_prefix(p.as_str())
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-        })
-    }
-
-    #[cold]
-    fn probe_counted(&self, probe: &str) {
-        self.probes_counted.say(|| {
-            format!(
-                "the HTTP monitor {} is layered over the health probes ({probe} answered 5xx): \
-                 their 503s are signals to the load balancer, so they are not counted, but \
-                 mount the probes outside the monitor (axum: merge the probe routes after \
-                 `.layer(..)`; actix-web: register them before the monitored scope)",
-                self.name
-            )
-        });
     }
 }
 
