@@ -114,17 +114,23 @@ async fn five_hundreds_are_counted_per_matched_route() {
 }
 
 #[actix_web::test]
-async fn an_unmatched_404_is_not_an_error() {
+async fn an_unmatched_404_is_not_counted_but_a_routes_404_is() {
     let f = fixture();
     let app = test::init_service(
         App::new()
-            .route("/users/{id}", web::get().to(|| async { "user" }))
+            .route("/users/{id}", web::get().to(|| async { HttpResponse::NotFound().finish() }))
             .wrap(Monitor::new(f.monitor.clone())),
     )
     .await;
 
+    // An unknown path: a scanner's 404s would dilute the 5xx rate.
     assert_eq!(
         status(&app, test::TestRequest::get().uri("/nope")).await,
+        404
+    );
+    // A route's own 404 (no such user) is a request like any other.
+    assert_eq!(
+        status(&app, test::TestRequest::get().uri("/users/7")).await,
         404
     );
     let s = f.monitor.snapshot();

@@ -10,7 +10,7 @@
 //! | `POST /users/{id}` | a plain `500` response |
 //! | `GET /reports/{id}` | `500` the framework's idiomatic error way: axum, a handler returning `Err(E)` with `E: IntoResponse`; actix-web, a handler returning `Err(actix_web::Error)`; plain tower, the service's `Err`, turned into a 500 outside the monitor |
 //! | `GET /crash/{id}` | [`crash`]: panics; the catch-panic layer answers 500, counted as a request but not in the 5xx rate (the panic has its own alert) |
-//! | any other path | `404`, from inside the monitor |
+//! | any other path | `404`, from inside the monitor (not counted: no route matched) |
 //!
 //! and the health probes of [`Fixture::health`] (readiness failing: 503)
 //! *outside* the monitor. Routes are named by their pattern
@@ -19,8 +19,9 @@
 //!
 //! [`run`] drives a burst on a [`ManualClock`], then expects the same
 //! [`WindowSnapshot`](watchpost::monitor::WindowSnapshot) everywhere (the
-//! 404, the 200s and the panic counted as requests, the two 5xx routes
-//! counted under their patterns, the probes not at all), one `http:5xx` incident
+//! 200s and the panic counted as requests, the two 5xx routes counted
+//! under their patterns, unknown paths' 404s and the probes not at all),
+//! one `http:5xx` incident
 //! with the same text, and its resolution after a calm window.
 
 use std::future::Future;
@@ -118,8 +119,9 @@ async fn send<H: Harness>(harness: &H, req: TestRequest, status: u16) -> TestRes
     got
 }
 
-/// The burst: 28 counted requests, 5 of them 5xx on two routes, a panic
-/// (a request, not a 5xx), and probes that must not be counted.
+/// The burst: 26 counted requests, 5 of them 5xx on two routes, a panic
+/// (a request, not a 5xx), and unknown paths and probes that must not be
+/// counted.
 async fn burst<H: Harness>(harness: &H) {
     for id in 1..=20 {
         let got = send(harness, get(format!("/users/{id}")), 200).await;
@@ -157,11 +159,11 @@ fn delivered(rig: &Rig) -> Vec<Notification> {
 
 /// The incident's text, as every adapter must produce it.
 pub const FIRING_TEXT: &str = "\
-🔴 FIRING: HTTP 5xx rate 18% (http)
+🔴 FIRING: HTTP 5xx rate 19% (http)
 error · conformance · test-host
-5 of 28 requests answered 5xx in the last 1m (fires at 5%, resolves under 2.5% for 1m).
+5 of 26 requests answered 5xx in the last 1m (fires at 5%, resolves under 2.5% for 1m).
 Top routes: POST /users/{id} (3), GET /reports/{id} (2)
-monitor=http error_rate=0.1786 requests=28 errors=5";
+monitor=http error_rate=0.1923 requests=26 errors=5";
 
 /// Runs the suite against the adapter `make` builds from a fresh fixture.
 ///
@@ -182,9 +184,9 @@ where
     let s = monitor.snapshot();
     assert_eq!(
         (s.requests, s.errors),
-        (28, 5),
-        "the 404, the 200s and the panic are requests, the panic is not a 5xx, \
-         the probes are nothing: {s:?}"
+        (26, 5),
+        "the 200s and the panic are requests, the panic is not a 5xx, \
+         unknown paths and the probes are nothing: {s:?}"
     );
     assert_eq!(
         s.top_routes,
@@ -249,7 +251,7 @@ where
     );
     assert_eq!(
         sent[1].headline(),
-        "✅ RESOLVED: HTTP 5xx rate 18% (http)",
+        "✅ RESOLVED: HTTP 5xx rate 19% (http)",
         "{}",
         sent[1].to_plain_text()
     );

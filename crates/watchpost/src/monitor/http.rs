@@ -297,21 +297,24 @@ impl HttpMonitor {
         R: AsRef<str>,
     {
         let s = &*self.shared;
-        let seq = s.window.seq(now);
-        s.window.record(seq, latency);
         let error = (500..600).contains(&status) && status != PANICKED;
         let status = if status == PANICKED { 500 } else { status };
         let slow = s.config.slow_request.is_some_and(|t| latency >= t);
-        if error || slow {
-            self.record_rare(seq, latency, status, method, error, slow, route);
+        if error || slow || status == 404 {
+            self.record_rare(now, latency, status, method, error, slow, route);
+        } else {
+            s.window.record(s.window.seq(now), latency);
         }
     }
 
+    /// A 5xx, a slow request or a 404: what needs the route's name. A 404
+    /// no route matched (an unknown path) is not counted at all: a
+    /// scanner's flood of them would dilute the 5xx rate.
     #[cold]
     #[allow(clippy::too_many_arguments)]
     fn record_rare<R, F>(
         &self,
-        seq: u64,
+        now: u64,
         latency: Duration,
         status: u16,
         method: &str,
@@ -324,8 +327,14 @@ impl HttpMonitor {
     {
         let route = route();
         let route = route.as_ref().map(AsRef::as_ref);
+        if status == 404 && route.is_none() {
+            return;
+        }
+        let window = &self.shared.window;
+        let seq = window.seq(now);
+        window.record(seq, latency);
         if error {
-            self.shared.window.record_error(seq, method, route);
+            window.record_error(seq, method, route);
         }
         if slow {
             tracing::warn!(
