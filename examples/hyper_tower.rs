@@ -8,11 +8,13 @@
 //! The stack, outermost first:
 //!
 //! ```text
-//! RateLimitLayer            per client IP; the probes are exempt
-//! └─ probe path?  ── yes ─> HealthService       /livez /readyz /healthz
-//!    └─ no ─> HttpMonitorLayer                   5xx rate, slow requests
-//!             └─ CatchPanicLayer                 a panic: 500, serving goes on
-//!                └─ handle                       GET /  /error  /panic
+//! route names                 the pattern each request matched, for the monitor
+//! └─ WatchpostLayer           the handle's layers, in order:
+//!    RateLimit                  per client IP; the probes are exempt
+//!    └─ Monitor                 5xx rate, slow requests; the probes not counted
+//!       └─ CatchPanic           a panic: 500, serving goes on
+//!          └─ probe path? ── yes ─> HealthService   /livez /readyz /healthz
+//!             └─ no ─> handle                       GET /  /error  /panic
 //! ```
 //!
 //! - `PORT`: listen on 127.0.0.1:PORT (default 3000).
@@ -44,13 +46,9 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tower::{ServiceBuilder, ServiceExt};
-use watchpost::alert::AlerterBuilder;
-use watchpost::health::HealthChecks;
-use watchpost::monitor::HttpMonitor;
-use watchpost::ratelimit::{Quota, RateLimiter};
-use watchpost_tower::{
-    CatchPanicLayer, HealthService, HttpMonitorLayer, RateLimitLayer, RoutePattern, SocketAddrPeer,
-};
+use watchpost::ratelimit::Quota;
+use watchpost::Watchpost;
+use watchpost_tower::{HealthService, RoutePattern, SocketAddrPeer, WatchpostLayer};
 
 /// How long readiness answers 503 before the server stops accepting.
 const DRAIN: Duration = Duration::from_secs(2);
@@ -58,6 +56,7 @@ const DRAIN: Duration = Duration::from_secs(2);
 #[tokio::main]
 pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
@@ -71,54 +70,45 @@ pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Err(_) => 3000,
     };
 
-    // Alerts from the environment (the log if nothing is set), and a panic
-    // anywhere in the process reported before it dies.
-    let alerter = AlerterBuilder::from_env()?.build()?;
-    watchpost::panic::install(&alerter);
-
-    // No checks registered: /livez and /readyz pass while the process runs,
-    // and readiness turns 503 on shutdown. Add yours with `.readiness(..)`.
-    let health = HealthChecks::builder().build()?;
-
     let quota: Quota = std::env::var("RATE_LIMIT")
         .unwrap_or_else(|_| "120/min".to_owned())
         .parse()
         .map_err(|e| format!("RATE_LIMIT: {e}"))?;
-    // Per client IP. Forwarding headers count only from loopback and
-    // private addresses (your own proxy): behind nginx on this host, the
-    // client is the forwarded address; a forged header from outside is
-    // ignored.
-    let limiter = RateLimiter::per_ip(quota).exempt_health(&health);
-    let monitor = HttpMonitor::new(&alerter)?;
+    // Alerts from the environment (the log if nothing is set), the panic
+    // hook, and per-client rate limiting: forwarding headers count only
+    // from loopback and private addresses (your own proxy), so behind
+    // nginx on this host the client is the forwarded address and a forged
+    // header from outside is ignored. No checks registered: /livez and
+    // /readyz pass while the process runs, and readiness turns 503 on
+    // shutdown. Add yours with `.readiness(..)`.
+    let wp = Watchpost::from_env()?.rate_limit(quota).drain(DRAIN).build()?;
 
-    // The application: the monitor counts what the handler answers, panics
-    // included (CatchPanic turns them into 500s inside it).
-    let app = ServiceBuilder::new()
-        .layer(HttpMonitorLayer::<Routes>::new(monitor))
-        .layer(CatchPanicLayer::new())
-        .service_fn(handle);
-    // Probes go to HealthService, outside the monitor: a 503 from /readyz
-    // is an answer to the load balancer, not a server error.
-    let probes = HealthService::new(health.clone());
-    let routed = tower::service_fn(move |mut req: Request<Incoming>| {
-        let (probes, app) = (probes.clone(), app.clone());
-        let is_probe = probes.get_ref().is_probe_path(req.uri().path());
-        if let Some(route) = route(req.uri().path()) {
-            req.extensions_mut().insert(route);
-        }
+    // The application, probes included: the handle's monitor doesn't count
+    // them (a 503 from /readyz is an answer to the load balancer, not a
+    // server error) and its rate limit exempts them.
+    let probes = HealthService::new(wp.health().clone());
+    let app = tower::service_fn(move |req: Request<Incoming>| {
+        let probes = probes.clone();
         async move {
-            if is_probe {
+            if probes.get_ref().is_probe_path(req.uri().path()) {
                 probes.oneshot(req).await
             } else {
-                app.oneshot(req).await
+                handle(req).await
             }
         }
     });
-    // The rate limiter reads the client's address from a `SocketAddr`
-    // request extension (SocketAddrPeer), inserted per connection below.
+    // The route names go in first, for the monitor inside; the rate limiter
+    // reads the client's address from a `SocketAddr` request extension
+    // (SocketAddrPeer), inserted per connection below.
     let stack = ServiceBuilder::new()
-        .layer(RateLimitLayer::<SocketAddrPeer>::new(limiter))
-        .service(routed);
+        .map_request(|mut req: Request<Incoming>| {
+            if let Some(route) = route(req.uri().path()) {
+                req.extensions_mut().insert(route);
+            }
+            req
+        })
+        .layer(WatchpostLayer::with(&wp, SocketAddrPeer, Routes))
+        .service(app);
 
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     let base = format!("http://{}", listener.local_addr()?);
@@ -126,11 +116,12 @@ pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for path in ["/", "/livez", "/readyz", "/healthz", "/panic", "/error"] {
         println!("  {base}{path}");
     }
-    let sinks: Vec<&str> = alerter.sink_names().collect();
+    let sinks: Vec<&str> = wp.alerter().sink_names().collect();
     println!("alerts go to: {}", sinks.join(", "));
+    println!("{}", wp.status());
 
     // Resolves after Ctrl-C/SIGTERM and the drain (readiness 503 meanwhile).
-    let shutdown = health.shutdown_signal(DRAIN);
+    let shutdown = wp.shutdown_signal();
     tokio::pin!(shutdown);
     // Tracks every connection, to close them gracefully at the end.
     let connections = GracefulShutdown::new();
@@ -178,11 +169,7 @@ pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
         eprintln!("some connections were still open after 10 s: closing them");
     }
 
-    let flushed =
-        tokio::task::spawn_blocking(move || alerter.flush(Duration::from_secs(3))).await?;
-    if !flushed {
-        eprintln!("some alerts were still undelivered at exit");
-    }
+    drop(wp); // delivers what is still queued, for 3 s at most
     println!("shut down cleanly");
     Ok(())
 }

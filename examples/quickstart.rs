@@ -1,12 +1,15 @@
 //! Run with: cargo run --example quickstart
 //!
 //! The first watchpost program: an axum service whose health probes tell the
-//! truth.
+//! truth, whose panics and outages reach your phone once, and whose clients
+//! are rate-limited.
 //!
 //! - `PORT`: listen on 127.0.0.1:PORT (default 3000).
 //! - `UPSTREAM_URL`: adds a readiness check named `upstream` that GETs this
 //!   URL. Point it at a closed port and `/readyz` answers 503 while `/livez`
-//!   stays 200; the body never shows the address.
+//!   stays 200; the body never shows the address. The checks run every
+//!   10 s in the background: the upstream going away fires one incident
+//!   with no probe request at all, and coming back resolves it.
 //! - `REDIS_URL`: dedupe, incidents and rate limits shared through Redis
 //!   (key prefix `WATCHPOST_REDIS_PREFIX`, default `watchpost`): two
 //!   quickstarts send one message for the same panic and give a client one
@@ -18,40 +21,40 @@
 //! - `RATE_LIMIT`: the per-client-IP quota (default `120/min`; also `10/s`,
 //!   `1000/hour`, `5/min burst 10`). Over it: 429 with `Retry-After`. The
 //!   probes are never limited. Behind a proxy on this host, the client is
-//!   the forwarded address (a forged leftmost `X-Forwarded-For` is ignored).
+//!   the forwarded address (a forged leftmost `X-Forwarded-For` is ignored);
+//!   `WATCHPOST_TRUSTED_PROXIES` says who may set it (`none`: nobody).
 //! - `TELEGRAM_BOT_TOKEN` and `TELEGRAM_CHAT_ID` (and `WATCHPOST_TELEGRAM_API_URL`,
 //!   `WATCHPOST_WEBHOOK_URL`, `WATCHPOST_WEBHOOK_FORMAT`, `WATCHPOST_SENTRY_DSN`,
 //!   `WATCHPOST_SERVICE`, `WATCHPOST_ENV`): where alerts go; nothing set,
 //!   they go to the log.
-//!   Panics are reported (the hook is installed), a readiness check that goes
-//!   down fires an incident and resolves it when it comes back.
 //! - `GET /panic` panics inside the handler: the client gets a 500, one alert
-//!   goes out (more of the same send nothing new), and serving goes on.
+//!   goes out (more of the same send nothing new, and their 500s raise no
+//!   second, 5xx-rate alert), and serving goes on.
 //! - `GET /error` answers 500. The HTTP monitor watches every route: when
 //!   5% or more of at least 20 requests in the last minute answer 5xx, one
 //!   incident fires (a burst of `/error` does it), and it resolves after a
 //!   calm minute. Requests slower than a second are logged.
+//! - `DRAIN_SECONDS`: how long the server keeps serving after readiness
+//!   turns 503 on shutdown (default 2).
 //!
 //! Ctrl-C or SIGTERM: readiness answers 503 at once, then the server drains
-//! for two seconds, pending alerts are flushed, and it exits 0.
+//! for `DRAIN_SECONDS`, pending alerts are flushed, and it exits 0.
 
-use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::{http::StatusCode, routing::get, Router};
-use watchpost::alert::{Alert, AlerterBuilder, WeakAlerter};
 use watchpost::checks::{HttpCheck, PostgresCheck};
-use watchpost::health::HealthChecks;
-use watchpost::monitor::HttpMonitor;
-use watchpost::ratelimit::{Quota, RateLimiter};
-use watchpost_axum::{CatchPanicLayer, HttpMonitorLayer, RateLimitLayer};
-use watchpost_redis::{Availability, RedisRateLimiter, RedisStore};
+use watchpost::ratelimit::Quota;
+use watchpost::Watchpost;
+use watchpost_axum::WatchpostExt;
+use watchpost_redis::RedisStore;
 
 #[tokio::main]
 pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // Failing checks are logged here (never in the HTTP body by default).
+    // Failing checks are logged here (never in the HTTP body by default),
+    // on stderr: stdout is the program's own output.
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
@@ -64,43 +67,19 @@ pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .map_err(|_| format!("PORT must be a port number, got {value:?}"))?,
         Err(_) => 3000,
     };
+    let quota: Quota = std::env::var("RATE_LIMIT")
+        .unwrap_or_else(|_| "120/min".to_owned())
+        .parse()
+        .map_err(|e| format!("RATE_LIMIT: {e}"))?;
+    let drain = seconds_var("DRAIN_SECONDS", 2)?;
 
-    // Alerts: Telegram and webhooks from the environment, the log if none.
-    // Deduplicated, delivered by their own thread; never block a request.
-    let mut alerts = AlerterBuilder::from_env()?;
-    // With REDIS_URL, replicas share dedupe and incidents (one message per
-    // alert, not one per replica) and rate limits (below). Redis down:
-    // each replica dedupes alone, requests are allowed, and one "shared
-    // state unavailable" incident says so.
-    let weak: Arc<OnceLock<WeakAlerter>> = Arc::default();
-    let redis = non_empty_var("REDIS_URL").map(|url| {
-        let prefix = non_empty_var("WATCHPOST_REDIS_PREFIX").unwrap_or_else(|| "watchpost".into());
-        (url.trim().to_owned(), prefix.trim().to_owned())
-    });
-    if let Some((url, prefix)) = &redis {
-        let store = RedisStore::builder(url)
-            .prefix(prefix)
-            .on_change(shared_state_alert(weak.clone()))
-            .build()
-            .map_err(|e| format!("REDIS_URL: {e}"))?;
-        alerts = alerts.store(Arc::new(store));
-    }
-    let alerter = alerts.build()?;
-    let _ = weak.set(alerter.downgrade());
-    // A panic anywhere is reported before the process dies.
-    watchpost::panic::install(&alerter);
-
-    // Readiness checks test what the service needs to serve traffic: real
-    // round trips to its dependencies, run concurrently, each under a 2 s
-    // timeout, cached for 1 s so probes can't hammer them. A check that goes
-    // down fires an incident; coming back resolves it.
-    let mut health = HealthChecks::builder().alert_on_failure(alerter.clone());
-    if let Some(url) = std::env::var("UPSTREAM_URL")
-        .ok()
-        .filter(|u| !u.trim().is_empty())
-    {
+    // One handle: alerts (Telegram, webhooks, Sentry from the environment;
+    // the log if none), the panic hook, health checks run in the
+    // background, the HTTP monitor and rate limiting, on one thread.
+    let mut wp = Watchpost::from_env()?.rate_limit(quota).drain(drain);
+    if let Some(url) = non_empty_var("UPSTREAM_URL") {
         let check = HttpCheck::get(&url).map_err(|e| format!("UPSTREAM_URL: {e}"))?;
-        health = health.readiness("upstream", check);
+        wp = wp.readiness("upstream", check);
     }
     if let Some(url) = non_empty_var("DATABASE_URL") {
         // The pool the handlers would use; the check goes through it.
@@ -109,44 +88,30 @@ pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return Err(invalid.into());
         }
-        let pool = sqlx::postgres::PgPoolOptions::new()
+        let pool = watchpost::sqlx::postgres::PgPoolOptions::new()
             .max_connections(10)
             .acquire_timeout(Duration::from_secs(3))
             .connect_lazy(url)
             .map_err(|_| invalid)?;
-        health = health.readiness("postgres", PostgresCheck::new(pool));
+        wp = wp.readiness("postgres", PostgresCheck::new(pool));
     }
-    let health = health.build()?;
-
-    // Per-client-IP rate limiting; forwarding headers count only from
-    // loopback and private addresses (your own proxies).
-    let quota: Quota = std::env::var("RATE_LIMIT")
-        .unwrap_or_else(|_| "120/min".to_owned())
-        .parse()
-        .map_err(|e| format!("RATE_LIMIT: {e}"))?;
-    let mut limiter = RateLimiter::per_ip(quota).exempt_health(&health);
-    if let Some((url, prefix)) = &redis {
-        // One budget per client across every replica.
-        let shared = RedisRateLimiter::builder(url, quota)
-            .prefix(prefix)
-            .on_change(shared_state_alert(weak.clone()))
+    if let Some(url) = non_empty_var("REDIS_URL") {
+        // Replicas share dedupe, incidents and rate limits.
+        let prefix = non_empty_var("WATCHPOST_REDIS_PREFIX").unwrap_or_else(|| "watchpost".into());
+        let store = RedisStore::builder(url.trim())
+            .prefix(prefix.trim())
             .build()
             .map_err(|e| format!("REDIS_URL: {e}"))?;
-        limiter = limiter.store(shared);
+        wp = wp.shared(store);
     }
-
-    // The 5xx rate and slow requests, per matched route: one incident when
-    // 5% of the last minute's requests (20 at least) fail.
-    let monitor = HttpMonitor::new(&alerter)?;
+    let wp = wp.build()?;
 
     let app = Router::new()
         .route("/", get(|| async { "Hello from watchpost!\n" }))
         .route("/panic", get(panic_handler))
         .route("/error", get(error_handler))
-        .layer(CatchPanicLayer::new()) // a handler panic: 500, and serving goes on
-        .layer(HttpMonitorLayer::new(monitor)) // counts the routes above, panics included
-        .merge(watchpost_axum::routes(health.clone())) // /livez /readyz /healthz: not counted
-        .layer(RateLimitLayer::new(limiter));
+        .merge(wp.routes()) // /livez /readyz /healthz
+        .layer(wp.layers()); // rate limit, monitor, catch panic: everything
 
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     let base = format!("http://{}", listener.local_addr()?);
@@ -162,54 +127,33 @@ pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
     ] {
         println!("  {base}{path}");
     }
-    let sinks: Vec<&str> = alerter.sink_names().collect();
+    let sinks: Vec<&str> = wp.alerter().sink_names().collect();
     println!("alerts go to: {}", sinks.join(", "));
+    println!("{}", wp.status());
 
-    // On Ctrl-C/SIGTERM: readiness turns 503, the load balancer drains us,
-    // then in-flight requests finish and we exit.
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(health.shutdown_signal(Duration::from_secs(2)))
-    .await?;
-
-    // Deliver what is still queued (bounded: a dead sink can't hold us).
-    let flushed =
-        tokio::task::spawn_blocking(move || alerter.flush(Duration::from_secs(3))).await?;
-    if !flushed {
-        eprintln!("some alerts were still undelivered at exit");
-    }
+    // With the peer address (for the rate limiter) and graceful shutdown:
+    // readiness 503, the drain, in-flight requests finished.
+    watchpost_axum::serve(listener, app, &wp).await?;
+    drop(wp); // delivers what is still queued, for 3 s at most
     println!("shut down cleanly");
     Ok(())
-}
-
-/// Fires one "shared state unavailable" incident while Redis is away (the
-/// alert store and the rate limiter both report to it), resolved when it
-/// is back. A weak handle: the alerter holds the store, which holds this.
-fn shared_state_alert(
-    alerter: Arc<OnceLock<WeakAlerter>>,
-) -> impl Fn(Availability) + Send + Sync + 'static {
-    move |change| {
-        let Some(alerter) = alerter.get().and_then(WeakAlerter::upgrade) else {
-            return;
-        };
-        match change {
-            Availability::Unavailable => alerter.fire(
-                "watchpost-redis",
-                Alert::warning("Shared state unavailable").detail(
-                    "Redis is unreachable: alerts are deduplicated per replica, \
-                     and rate limits are not enforced until it is back",
-                ),
-            ),
-            _ => alerter.resolve("watchpost-redis"),
-        }
-    }
 }
 
 /// An environment variable, if set to something other than blanks.
 fn non_empty_var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// A whole number of seconds from `name`, `default` when unset.
+fn seconds_var(name: &str, default: u64) -> Result<Duration, String> {
+    match non_empty_var(name) {
+        None => Ok(Duration::from_secs(default)),
+        Some(value) => value
+            .trim()
+            .parse()
+            .map(Duration::from_secs)
+            .map_err(|_| format!("{name} must be a whole number of seconds, got {value:?}")),
+    }
 }
 
 /// A demonstration of the error-rate alert: always 500.

@@ -507,28 +507,17 @@ fn a_handler_panic_alerts_once_and_serving_goes_on(flavor: Flavor) {
     assert_eq!(get(server.port, "/").0, 200, "still serving");
 
     // SIGTERM flushes what is pending: after the exit, everything that was
-    // going to be sent has been. 51 identical panics are one panic message;
-    // 51 failures out of 53 requests in a minute are also one 5xx-rate
-    // incident (the monitor rules run every second, the drain lasts two),
-    // counting the panics under their route.
+    // going to be sent has been. 51 identical panics are one message: the
+    // panic's (deduplicated), and no 5xx-rate incident for the same
+    // requests, although 51 of 53 requests in a minute answered 500 (the
+    // monitor rules ran every second during the two-second drain).
     assert!(server.terminate().success(), "exit 0");
     let requests = telegram.requests();
     let texts: Vec<String> = requests
         .iter()
         .map(|r| r.json()["text"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(requests.len(), 2, "{texts:#?}");
-    let (errors, counted) = error_rate_counts(&texts[1]);
-    assert!(
-        errors >= 19 && [1, 2].contains(&(counted - errors)),
-        "every panic counted as a 5xx, every GET / as a success: {}",
-        texts[1]
-    );
-    assert!(
-        texts[1].contains(&format!("GET /panic ({errors})")),
-        "{}",
-        texts[1]
-    );
+    assert_eq!(requests.len(), 1, "one bug, one message: {texts:#?}");
     let sent = &requests[0];
     assert_eq!(sent.path, format!("/bot{TOKEN}/sendMessage"));
     let message = sent.json();

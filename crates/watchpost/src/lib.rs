@@ -71,6 +71,18 @@ pub mod shared;
 pub mod checks;
 
 pub use clock::{Clock, Elapsed, ManualClock, Sleep, Timeout};
+
+/// The sqlx that [`checks::PostgresCheck`] takes a pool of (0.8): build
+/// the pool with `watchpost::sqlx::postgres::PgPoolOptions`, or depend on
+/// `sqlx = "0.8"` yourself (a `cargo add sqlx` today picks 0.9, whose
+/// `PgPool` is another type).
+#[cfg(feature = "postgres")]
+pub use sqlx;
+
+/// The redis crate that [`checks::RedisCheck`] takes a connection manager
+/// of (1.x).
+#[cfg(feature = "redis")]
+pub use redis;
 pub use handle::{
     SharedStatus, SinkStatus, Status, Watchpost, WatchpostBuilder, SHARED_STATE_INCIDENT,
 };
