@@ -16,7 +16,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use common::{free_port, get, get_with, request, request_raw, Server};
-use watchpost_testkit::fake_http::{telegram_error, telegram_ok, FakeHttp};
+use watchpost_testkit::fake_http::{telegram_error, telegram_ok, FakeHttp, Reply};
 
 /// Which quickstart a test drives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,6 +95,8 @@ contract_tests! {
     two_quickstarts_sharing_redis_let_a_client_through_five_times_in_total,
     #[cfg(unix)]
     redis_down_still_alerts_and_says_so_once,
+    #[cfg(target_os = "linux")]
+    an_upstream_going_away_alerts_with_no_probe_and_resolves_on_one_thread,
 }
 
 /// Runs `test` against the `flavor` quickstart; its failure message starts
@@ -830,4 +832,61 @@ fn redis_down_still_alerts_and_says_so_once(flavor: Flavor) {
         "{}",
         server.output()
     );
+}
+
+/// The names of a process's threads.
+#[cfg(target_os = "linux")]
+fn threads_of(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim().to_owned())
+        .collect()
+}
+
+/// Nobody calls the probes: the checks run in the background, so the
+/// upstream going away fires one incident, and coming back resolves it;
+/// and watchpost runs on one thread of its own.
+#[cfg(target_os = "linux")]
+fn an_upstream_going_away_alerts_with_no_probe_and_resolves_on_one_thread(flavor: Flavor) {
+    let telegram = FakeHttp::start(telegram_ok());
+    let upstream = FakeHttp::start(Reply::text(200, "ok"));
+    let addr = upstream.addr();
+    let mut env = telegram_env(&telegram);
+    env.push(("UPSTREAM_URL", upstream.url()));
+    let mut server = start(flavor, &env);
+    assert!(server.wait_for_output("watchpost is running: thread watchpost"));
+
+    // Up: the first background runs reach it; nothing is sent.
+    assert!(upstream.wait_for(1, Duration::from_secs(30)), "no check ran");
+    let ours: Vec<String> = threads_of(server.child.id())
+        .into_iter()
+        .filter(|name| name.starts_with("watchpost"))
+        .collect();
+    assert_eq!(ours, ["watchpost"], "one thread that watchpost started");
+
+    // Gone: one firing message within 30 s, no probe request made.
+    let went = Instant::now();
+    drop(upstream);
+    assert!(
+        telegram.wait_for(1, Duration::from_secs(30)),
+        "no alert within 30 s: {}",
+        server.output()
+    );
+    let took = went.elapsed();
+    let text = |i: usize| telegram.requests()[i].json()["text"].as_str().unwrap().to_owned();
+    assert!(text(0).contains("FIRING: Health check upstream failing"), "{}", text(0));
+
+    // Back: one resolved message.
+    let upstream = FakeHttp::start_on(addr, Reply::text(200, "ok"));
+    assert!(
+        telegram.wait_for(2, Duration::from_secs(30)),
+        "no resolution within 30 s: {}",
+        server.output()
+    );
+    assert!(text(1).contains("RESOLVED: Health check upstream failing"), "{}", text(1));
+    assert!(server.terminate().success(), "exit 0");
+    assert_eq!(telegram.requests().len(), 2, "firing and resolved, nothing else");
+    assert!(!upstream.requests().is_empty());
+    println!("{flavor}: firing {took:?} after the upstream went away");
 }

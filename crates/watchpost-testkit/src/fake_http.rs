@@ -175,7 +175,23 @@ pub struct FakeHttp {
 impl FakeHttp {
     /// Starts a server answering `default` to everything not scripted.
     pub fn start(default: Reply) -> Self {
-        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), default)
+    }
+
+    /// Starts a server on `addr` (a server stopped there a moment ago
+    /// comes back: the address is retried for a few seconds).
+    pub fn start_on(addr: SocketAddr, default: Reply) -> Self {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let std_listener = loop {
+            match std::net::TcpListener::bind(addr) {
+                Ok(listener) => break listener,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    let _ = e;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => panic!("cannot listen on {addr}: {e}"),
+            }
+        };
         std_listener.set_nonblocking(true).unwrap();
         let addr = std_listener.local_addr().unwrap();
         let state = Arc::new((
