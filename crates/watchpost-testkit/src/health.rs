@@ -155,6 +155,7 @@ pub fn cases() -> Vec<Case> {
         case(Passing, "GET", "/healthz", 200).json("/checks/event loop/0/status", json!("pass")),
         case(Passing, "GET", "/healthz?verbose", 200)
             .json("/checks/db/0/status", json!("pass"))
+            .json("/checks/db/0/componentType", json!("component"))
             .present("/checks/db/0/time")
             .present("/checks/db/0/durationMs")
             .absent("/checks/db/0/critical")

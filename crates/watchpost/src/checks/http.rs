@@ -187,6 +187,11 @@ impl HttpCheck {
 }
 
 impl Check for HttpCheck {
+    /// `system`.
+    fn component_type(&self) -> &str {
+        "system"
+    }
+
     async fn check(&self) -> CheckResult {
         let started = Instant::now();
         match self.run().await {

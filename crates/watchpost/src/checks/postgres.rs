@@ -192,6 +192,11 @@ impl PostgresCheck {
 }
 
 impl Check for PostgresCheck {
+    /// `datastore`.
+    fn component_type(&self) -> &str {
+        "datastore"
+    }
+
     async fn check(&self) -> CheckResult {
         let saturation = saturation(&self.pool);
         let result = match self.run().await {

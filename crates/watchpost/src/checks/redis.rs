@@ -75,6 +75,11 @@ impl RedisCheck {
 }
 
 impl Check for RedisCheck {
+    /// `datastore`.
+    fn component_type(&self) -> &str {
+        "datastore"
+    }
+
     async fn check(&self) -> CheckResult {
         let mut manager = self.manager.clone();
         let started = Instant::now();

@@ -50,6 +50,11 @@ impl TcpCheck {
 }
 
 impl Check for TcpCheck {
+    /// `system`.
+    fn component_type(&self) -> &str {
+        "system"
+    }
+
     async fn check(&self) -> CheckResult {
         let started = Instant::now();
         match tokio::time::timeout(self.timeout, TcpStream::connect(&self.addr)).await {

@@ -123,6 +123,7 @@ pub struct CheckSpec {
     pub(crate) timeout: Option<Duration>,
     pub(crate) fail_after: Option<u32>,
     pub(crate) recover_after: Option<u32>,
+    pub(crate) component_type: Option<String>,
 }
 
 impl fmt::Debug for CheckSpec {
@@ -135,6 +136,7 @@ impl fmt::Debug for CheckSpec {
             .field("timeout", &self.timeout)
             .field("fail_after", &self.fail_after)
             .field("recover_after", &self.recover_after)
+            .field("component_type", &self.component_type)
             .finish_non_exhaustive()
     }
 }
@@ -153,7 +155,16 @@ impl CheckSpec {
             timeout: None,
             fail_after: None,
             recover_after: None,
+            component_type: None,
         }
+    }
+
+    /// The check's `componentType` in probe bodies, replacing the check's
+    /// own ([`Check::component_type`]): `"datastore"`, `"system"`,
+    /// `"component"`, or any word of yours.
+    pub fn component_type(mut self, component_type: impl Into<String>) -> Self {
+        self.component_type = Some(component_type.into());
+        self
     }
 
     /// Also runs in the liveness probe. Put only checks of the process itself
@@ -453,8 +464,13 @@ impl HealthChecksBuilder {
             if fail_after == 0 || recover_after == 0 {
                 return Err(BuildError::ZeroThreshold { check: Some(name) });
             }
+            let component_type: Arc<str> = match spec.component_type {
+                Some(kind) => kind.into(),
+                None => spec.check.component_type().into(),
+            };
             entries.push(Entry::new(
                 name.into(),
+                component_type,
                 spec.check,
                 spec.liveness,
                 spec.readiness,

@@ -201,6 +201,16 @@ impl<T: IntoCheckResult, E: fmt::Display> IntoCheckResult for Result<T, E> {
 pub trait Check: Send + Sync + 'static {
     /// Runs the check once.
     fn check(&self) -> impl Future<Output = CheckResult> + Send;
+
+    /// What the check tests, as the IETF health check format's
+    /// `componentType` (in every check object of a probe's body):
+    /// `"datastore"` for a database or cache, `"system"` for a host or
+    /// service reached over the network, `"component"` (the default) for
+    /// the rest. [`CheckSpec::component_type`](crate::health::CheckSpec::component_type)
+    /// overrides it per registration.
+    fn component_type(&self) -> &str {
+        "component"
+    }
 }
 
 pub(crate) type BoxCheckFuture<'a> = Pin<Box<dyn Future<Output = CheckResult> + Send + 'a>>;
@@ -208,11 +218,16 @@ pub(crate) type BoxCheckFuture<'a> = Pin<Box<dyn Future<Output = CheckResult> + 
 /// Object-safe form of [`Check`], used by the registry.
 pub(crate) trait DynCheck: Send + Sync + 'static {
     fn call(&self) -> BoxCheckFuture<'_>;
+    fn component_type(&self) -> &str;
 }
 
 impl<C: Check> DynCheck for C {
     fn call(&self) -> BoxCheckFuture<'_> {
         Box::pin(self.check())
+    }
+
+    fn component_type(&self) -> &str {
+        Check::component_type(self)
     }
 }
 

@@ -71,6 +71,7 @@ pub(crate) struct Inner {
 
 pub(crate) struct Entry {
     pub(crate) name: Arc<str>,
+    component_type: Arc<str>,
     check: Arc<dyn DynCheck>,
     liveness: bool,
     readiness: bool,
@@ -172,6 +173,7 @@ impl Entry {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         name: Arc<str>,
+        component_type: Arc<str>,
         check: Arc<dyn DynCheck>,
         liveness: bool,
         readiness: bool,
@@ -182,6 +184,7 @@ impl Entry {
     ) -> Self {
         Self {
             name,
+            component_type,
             check,
             liveness,
             readiness,
@@ -217,6 +220,7 @@ impl Entry {
     fn report(&self, reading: Reading) -> CheckReport {
         CheckReport {
             name: self.name.clone(),
+            component_type: self.component_type.clone(),
             status: self.effective(reading.status),
             critical: self.critical,
             output: reading.output,

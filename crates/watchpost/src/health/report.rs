@@ -25,6 +25,7 @@ pub struct Report {
 #[derive(Clone, Debug)]
 pub struct CheckReport {
     pub(crate) name: Arc<str>,
+    pub(crate) component_type: Arc<str>,
     pub(crate) status: Status,
     pub(crate) critical: bool,
     pub(crate) output: Option<String>,
@@ -129,6 +130,11 @@ impl CheckReport {
         &self.name
     }
 
+    /// What the check tests (`datastore`, `system`, `component`).
+    pub fn component_type(&self) -> &str {
+        &self.component_type
+    }
+
     /// The check's status as reported: thresholds applied, and a failing
     /// non-critical check shown as `warn`.
     pub fn status(&self) -> Status {
@@ -230,6 +236,7 @@ impl Serialize for CheckView<'_> {
         let c = self.check;
         let mut map = serializer.serialize_map(None)?;
         map.serialize_entry("status", &c.status)?;
+        map.serialize_entry("componentType", &*c.component_type)?;
         if self.verbose {
             map.serialize_entry(
                 "time",

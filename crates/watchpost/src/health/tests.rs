@@ -518,3 +518,39 @@ fn token_debug_is_redacted() {
     let d = format!("{:?}", Details::with_token("s3cret"));
     assert!(!d.contains("s3cret"), "{d}");
 }
+
+#[tokio::test]
+async fn check_objects_carry_their_component_type() {
+    use crate::checks::TcpCheck;
+    let health = HealthChecks::builder()
+        .readiness(
+            "cache",
+            TcpCheck::new("127.0.0.1:9").timeout(Duration::from_millis(200)),
+        )
+        .readiness("closure", fn_check(|| async { true }))
+        .register(
+            CheckSpec::new("billing", fn_check(|| async { true }))
+                .readiness()
+                .component_type("api"),
+        )
+        .build()
+        .unwrap();
+    let report = health.evaluate(Probe::Readiness).await;
+    let kinds: Vec<(&str, &str)> = report
+        .checks()
+        .iter()
+        .map(|c| (c.name(), c.component_type()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("cache", "system"),
+            ("closure", "component"),
+            ("billing", "api")
+        ]
+    );
+    let res = health.respond(ProbeRequest::new("GET", "/readyz")).await;
+    let body: serde_json::Value = serde_json::from_slice(res.body()).unwrap();
+    assert_eq!(body["checks"]["cache"][0]["componentType"], "system");
+    assert_eq!(body["checks"]["closure"][0]["componentType"], "component");
+}
