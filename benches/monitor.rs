@@ -151,7 +151,7 @@ fn axum_apps(alerter: &Alerter) -> [(&'static str, Router); 3] {
         (
             "monitored",
             router()
-                .layer(watchpost_axum::HttpMonitorLayer::new(monitor(alerter)))
+                .layer(watchpost_axum::MonitorLayer::new(monitor(alerter)))
                 .with_state(()),
         ),
     ]
@@ -221,7 +221,7 @@ fn frameworks(c: &mut Criterion) {
         actix_app().wrap_fn(|req, srv| srv.call(req)),
     ));
     let monitored = system.block_on(test::init_service(
-        actix_app().wrap(watchpost_actix::HttpMonitor::new(monitor(&alerter))),
+        actix_app().wrap(watchpost_actix::Monitor::new(monitor(&alerter))),
     ));
     let mut group = c.benchmark_group("actix");
     bench_actix(&mut group, "bare", &system, &bare);

@@ -65,7 +65,9 @@ impl PanicReport {
 
     /// The backtrace's frames, innermost (the panicking function) first, as
     /// a backtrace prints them, trimmed like the alert's text: the panic
-    /// machinery above and the runtime below left out, 25 frames at most.
+    /// machinery above and the runtime below left out. The framework frames
+    /// the text folds are here too, marked not [`in_app`](StackFrame::in_app);
+    /// 100 frames at most.
     /// Empty when no backtrace was captured (turned off with
     /// [`PanicHook::backtrace`](super::PanicHook::backtrace), unsupported
     /// on this platform, or a panic reported without the hook).
@@ -82,6 +84,7 @@ pub struct StackFrame {
     file: Option<String>,
     line: Option<u32>,
     column: Option<u32>,
+    in_app: Option<bool>,
 }
 
 impl StackFrame {
@@ -93,6 +96,7 @@ impl StackFrame {
             file: None,
             line: None,
             column: None,
+            in_app: None,
         };
         let Some(at) = at else {
             return frame;
@@ -132,8 +136,10 @@ impl StackFrame {
         &self.function
     }
 
-    /// The source file, as the backtrace prints it (relative to the working
-    /// directory when under it: `./src/orders.rs`), if known.
+    /// The source file, if known. The panic hook's frames have it relative
+    /// to its crate: `src/orders.rs`, a dependency's
+    /// `axum-0.8.9/src/routing/route.rs`, the standard library's
+    /// `core/src/option.rs`.
     pub fn file(&self) -> Option<&str> {
         self.file.as_deref()
     }
@@ -146,6 +152,20 @@ impl StackFrame {
     /// The column, if known.
     pub fn column(&self) -> Option<u32> {
         self.column
+    }
+
+    /// Whether the frame is the application's own code (`Some(true)`) or
+    /// the standard library's, a framework's or a dependency's
+    /// (`Some(false)`: the frames the alert's text folds), if known.
+    pub fn in_app(&self) -> Option<bool> {
+        self.in_app
+    }
+
+    /// The frame, marked as the application's own code or not.
+    #[must_use]
+    pub(crate) fn with_in_app(mut self, in_app: bool) -> Self {
+        self.in_app = Some(in_app);
+        self
     }
 }
 
@@ -171,5 +191,13 @@ mod tests {
         assert_eq!((f.file(), f.line(), f.column()), (None, None, None));
         let f = StackFrame::parse("f", Some("at :3:4"));
         assert_eq!((f.file(), f.line(), f.column()), (None, Some(3), Some(4)));
+    }
+
+    #[test]
+    fn frame_in_app_is_unknown_until_marked() {
+        let f = StackFrame::parse("app::main", Some("at src/main.rs:12:5"));
+        assert_eq!(f.in_app(), None);
+        assert_eq!(f.clone().with_in_app(true).in_app(), Some(true));
+        assert_eq!(f.with_in_app(false).in_app(), Some(false));
     }
 }

@@ -210,7 +210,8 @@ fn frame(f: &StackFrame) -> Frame {
         abs_path: f.file().map(str::to_owned),
         lineno: f.line().map(u64::from),
         colno: f.column().map(u64::from),
-        in_app: library.then_some(false),
+        // The panic hook marks its frames; the prefixes guess for others.
+        in_app: f.in_app().or(library.then_some(false)),
         ..Frame::default()
     }
 }
