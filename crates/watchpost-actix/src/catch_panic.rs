@@ -24,9 +24,9 @@ use watchpost::panic::{CatchScope, Panicked, PANIC_BODY, PANIC_CONTENT_TYPE};
 /// The 500 travels as an `actix_web::Error` (the service could not build a
 /// response), so `Logger` logs it and `ErrorHandlers` can restyle it; outer
 /// middleware sees an `Err`. Wrap it after (outside) the middleware whose
-/// panics it should catch, but inside [`HttpMonitor`](crate::HttpMonitor),
-/// which counts the 500 (a panic unwinding through the monitor is not
-/// counted): `.wrap(CatchPanic::new()).wrap(HttpMonitor::new(monitor))`.
+/// panics it should catch, but inside [`Monitor`](crate::Monitor),
+/// which counts the panic as a request (a panic unwinding through the
+/// monitor is not counted): `.wrap(CatchPanic::new()).wrap(Monitor::new(monitor))`.
 ///
 /// With [`watchpost::panic::install`] in place, the hook alerts about the
 /// panic (with its location, a backtrace and the request) and does not hold

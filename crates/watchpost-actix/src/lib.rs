@@ -2,7 +2,7 @@
 //!
 //! # Start here
 //!
-//! Build a [`Watchpost`] once, before `HttpServer::new`, then, with
+//! Build a [`Watchpost`](watchpost::Watchpost) once, before `HttpServer::new`, then, with
 //! [`WatchpostExt`] in scope, in each worker's `App`:
 //!
 //! - [`layers`](WatchpostExt::layers): everything the handle provides, in

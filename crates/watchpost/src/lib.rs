@@ -6,6 +6,27 @@
 //!
 //! # Start here
 //!
+//! [`Watchpost`] is the one value a service builds at startup: alerts
+//! from the environment, the panic hook, health checks run in the
+//! background, the HTTP monitor, rate limiting and shared state, on one
+//! thread and one [`Clock`]. The adapters hand out its parts (`layers()`,
+//! the probe routes, per-route limits):
+//!
+//! ```
+//! use watchpost::checks::fn_check;
+//! use watchpost::Watchpost;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let wp = Watchpost::from_env()?
+//!     .readiness("db", fn_check(|| async { true /* a query through your pool */ }))
+//!     .rate_limit("120/min".parse()?)
+//!     .build()?;
+//! println!("{}", wp.status()); // watchpost is running: thread watchpost; alerts to log; ...
+//! # Ok(()) }
+//! ```
+//!
+//! The parts, each usable on its own:
+//!
 //! - [`health`]: checks that do real round trips, run concurrently under
 //!   timeouts, cached so probes can't hammer the database, served as
 //!   `/livez`, `/readyz` and `/healthz` with 503 on failure.
@@ -23,20 +44,11 @@
 //!   HTTP routes, heartbeats for jobs and worker loops, thresholds on
 //!   gauges; all on an injectable clock, so tests run in virtual time.
 //!
+//! - [`shared`]: state shared by replicas (Redis, with `watchpost-redis`),
+//!   given to a handle in one line.
+//!
 //! How the pieces fit, and which threads run what: `docs/architecture.md`
 //! in the repository.
-//!
-//! ```
-//! use watchpost::checks::fn_check;
-//! use watchpost::health::{HealthChecks, Probe};
-//!
-//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let health = HealthChecks::builder()
-//!     .readiness("database", fn_check(|| async { Ok::<(), std::io::Error>(()) }))
-//!     .build()?;
-//! assert_eq!(health.evaluate(Probe::Readiness).await.http_status(), 200);
-//! # Ok(()) }
-//! ```
 //!
 //! # Feature flags
 //!
@@ -46,8 +58,8 @@
 //! | `telegram` | yes | `alert::TelegramSink`, on reqwest with rustls |
 //! | `webhook` | yes | `alert::WebhookSink` (Alertmanager JSON, Slack, Discord) |
 //! | `sentry` | no | `alert::SentrySink`: alerts and panics (with stack traces) as events to Sentry, GlitchTip or any Sentry-compatible server |
-//! | `postgres` | no | `checks::PostgresCheck`: a query through the application's sqlx `PgPool`, reporting pool saturation |
-//! | `redis` | no | `checks::RedisCheck`: PING through the application's redis `ConnectionManager` |
+//! | `postgres` | no | `checks::PostgresCheck`: a query through the application's sqlx `PgPool`, reporting pool saturation; `watchpost::sqlx` (0.8) re-exported |
+//! | `redis` | no | `checks::RedisCheck`: PING through the application's redis `ConnectionManager`; `watchpost::redis` (1.x) re-exported |
 //! | `tracing-layer` | no | `alert::AlertLayer`: ERROR events become alerts |
 //! | `test-util` | no | `alert::MemorySink`, to assert on alerts in tests |
 //!

@@ -20,7 +20,9 @@ use crate::engine::Engine;
 /// failing the caller, once per incident.
 ///
 /// Cheap to clone (an `Arc`): build one at startup and pass it around.
-/// Building it starts its delivery thread (`watchpost-alerts`), which runs
+/// Building it starts watchpost's thread (`watchpost`; a
+/// [`Watchpost`](crate::Watchpost) builds one alerter, so its handle has
+/// exactly one such thread), which runs
 /// its own small Tokio runtime, so alerts get out even when the
 /// application's runtime is stuck, busy or gone. The thread delivers what is
 /// queued and stops once the last clone is dropped; call
@@ -451,6 +453,10 @@ impl AlerterBuilder {
     /// name, no sinks (the log sink is used when none is added), a 5-minute
     /// dedupe window, a 4096-alert queue, 5 attempts per delivery with
     /// backoff from 1 s to 60 s, given up after 10 minutes.
+    ///
+    /// Most services build a [`Watchpost`](crate::Watchpost) instead,
+    /// which builds its alerter with these and wires it to everything
+    /// else (`Watchpost::builder().alerts(|a| ..)` changes them).
     pub fn new() -> Self {
         Self {
             service: ServiceInfo::new(default_service_name()),

@@ -12,8 +12,9 @@
 //!   check, and results are reused for [`cache_for`](HealthChecksBuilder::cache_for)
 //!   (default 1 s): a thousand probe requests cause one query. Runs of a
 //!   check never overlap. In [background mode](HealthChecksBuilder::background)
-//!   a task you spawn refreshes every check on an interval and probes only
-//!   read the snapshot.
+//!   every check is refreshed on an interval and probes only read the
+//!   snapshot: with an alerter attached (a [`Watchpost`](crate::Watchpost)'s
+//!   checks) always, on watchpost's thread, every 10 s.
 //! - **Honest answers.** `fail` answers HTTP 503, never 200 with
 //!   `"ok": false`; a failing [non-critical](CheckSpec::non_critical) check
 //!   gives `warn` and 200. [`fail_after`](HealthChecksBuilder::fail_after) and
@@ -22,8 +23,9 @@
 //! - **No leaks.** Bodies carry check names and statuses; error text is
 //!   logged, and shown only as the [`Details`] policy allows.
 //! - **Alerts.** [`alert_on_failure`](HealthChecksBuilder::alert_on_failure)
-//!   fires an incident when a check goes down (thresholds applied) and
-//!   resolves it when the check comes back.
+//!   (what a handle does) fires an incident when a check goes down
+//!   (thresholds applied) and resolves it when the check comes back, with
+//!   no probe traffic needed: the checks then run in the background.
 //! - **Graceful shutdown.** [`HealthChecks::shutdown_signal`] flips readiness
 //!   to 503 on SIGTERM and waits a drain delay before the server stops.
 //!

@@ -17,15 +17,16 @@ const PANICKED: u16 = u16::MAX;
 /// Watches a service's requests for the two patterns users notice first:
 /// the 5xx rate creeping up, and latency degrading.
 ///
-/// The adapters feed it: `watchpost_tower::HttpMonitorLayer` (re-exported
-/// by `watchpost-axum`) and the actix-web `watchpost_actix::HttpMonitor`
-/// middleware call [`start`](Self::start) and [`record`](Self::record)
-/// for each request. That costs two reads of the CPU's time-stamp counter
+/// The adapters feed it: a [`Watchpost`](crate::Watchpost)'s `layers()`,
+/// or on their own `watchpost_tower::MonitorLayer`,
+/// `watchpost_axum::MonitorLayer` and the actix-web
+/// `watchpost_actix::Monitor` middleware call [`start`](Self::start) and
+/// [`record`](Self::record) for each request. That costs two reads of the CPU's time-stamp counter
 /// (through [quanta](https://docs.rs/quanta), about 10 ns each; the OS's
 /// monotonic clock where there is no usable counter) and one or two
 /// relaxed atomic adds into a rolling window of time buckets (default 60 s
 /// in 12 buckets): no lock, no allocation. The rules are evaluated once a second
-/// on the monitor thread, never on the request path:
+/// on watchpost's thread, never on the request path:
 ///
 /// - **5xx rate.** When at least [`min_requests`](HttpMonitorBuilder::min_requests)
 ///   (default 20) were served in the window and the share of 5xx answers

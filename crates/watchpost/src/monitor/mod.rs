@@ -4,8 +4,9 @@
 //! and resolves it when it is over.
 //!
 //! - [`HttpMonitor`]: a rolling window of requests fed by the adapters'
-//!   middleware (`watchpost_tower::HttpMonitorLayer`, re-exported by
-//!   `watchpost-axum`, and `watchpost_actix::HttpMonitor`). Fires when the
+//!   middleware (a handle's `layers()`; on their own
+//!   `watchpost_tower::MonitorLayer`, `watchpost_axum::MonitorLayer`,
+//!   `watchpost_actix::Monitor`). Fires when the
 //!   5xx rate passes a threshold, optionally when p95 latency exceeds a
 //!   budget or degrades against the previous hour; logs slow requests.
 //! - [`Heartbeat`]: a dead-man's switch for cron jobs and worker loops.
@@ -14,8 +15,9 @@
 //! - Looping alerts (the retry-loop detector) live in the alerter's dedupe:
 //!   see [`AlerterBuilder::looping_threshold`](crate::alert::AlerterBuilder::looping_threshold).
 //!
-//! Watchers are evaluated once a second by one shared background thread,
-//! never on the request path. Give them a [`ManualClock`] in tests.
+//! Watchers are evaluated once a second on watchpost's thread (their
+//! alerter's: a [`Watchpost`](crate::Watchpost)'s), never on the request
+//! path. Give them a [`ManualClock`] in tests.
 
 mod heartbeat;
 mod http;
