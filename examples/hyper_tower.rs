@@ -81,7 +81,10 @@ pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // header from outside is ignored. No checks registered: /livez and
     // /readyz pass while the process runs, and readiness turns 503 on
     // shutdown. Add yours with `.readiness(..)`.
-    let wp = Watchpost::from_env()?.rate_limit(quota).drain(DRAIN).build()?;
+    let wp = Watchpost::from_env()?
+        .rate_limit(quota)
+        .drain(DRAIN)
+        .build()?;
 
     // The application, probes included: the handle's monitor doesn't count
     // them (a 503 from /readyz is an answer to the load balancer, not a

@@ -858,7 +858,10 @@ fn an_upstream_going_away_alerts_with_no_probe_and_resolves_on_one_thread(flavor
     assert!(server.wait_for_output("watchpost is running: thread watchpost"));
 
     // Up: the first background runs reach it; nothing is sent.
-    assert!(upstream.wait_for(1, Duration::from_secs(30)), "no check ran");
+    assert!(
+        upstream.wait_for(1, Duration::from_secs(30)),
+        "no check ran"
+    );
     let ours: Vec<String> = threads_of(server.child.id())
         .into_iter()
         .filter(|name| name.starts_with("watchpost"))
@@ -874,8 +877,17 @@ fn an_upstream_going_away_alerts_with_no_probe_and_resolves_on_one_thread(flavor
         server.output()
     );
     let took = went.elapsed();
-    let text = |i: usize| telegram.requests()[i].json()["text"].as_str().unwrap().to_owned();
-    assert!(text(0).contains("FIRING: Health check upstream failing"), "{}", text(0));
+    let text = |i: usize| {
+        telegram.requests()[i].json()["text"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert!(
+        text(0).contains("FIRING: Health check upstream failing"),
+        "{}",
+        text(0)
+    );
 
     // Back: one resolved message.
     let upstream = FakeHttp::start_on(addr, Reply::text(200, "ok"));
@@ -884,9 +896,17 @@ fn an_upstream_going_away_alerts_with_no_probe_and_resolves_on_one_thread(flavor
         "no resolution within 30 s: {}",
         server.output()
     );
-    assert!(text(1).contains("RESOLVED: Health check upstream failing"), "{}", text(1));
+    assert!(
+        text(1).contains("RESOLVED: Health check upstream failing"),
+        "{}",
+        text(1)
+    );
     assert!(server.terminate().success(), "exit 0");
-    assert_eq!(telegram.requests().len(), 2, "firing and resolved, nothing else");
+    assert_eq!(
+        telegram.requests().len(),
+        2,
+        "firing and resolved, nothing else"
+    );
     assert!(!upstream.requests().is_empty());
     println!("{flavor}: firing {took:?} after the upstream went away");
 }

@@ -187,7 +187,10 @@ async fn the_handle_gives_one_message_for_one_bug() {
             .wrap(wp.layers())
             .configure(wp.probes())
             .route("/", web::get().to(|| async { "ok" }))
-            .route("/panic", web::get().to(watchpost_testkit::panics::str_panic))
+            .route(
+                "/panic",
+                web::get().to(watchpost_testkit::panics::str_panic),
+            )
             .route(
                 "/error",
                 web::get().to(|| async { HttpResponse::InternalServerError().finish() }),

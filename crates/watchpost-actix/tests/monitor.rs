@@ -118,7 +118,10 @@ async fn an_unmatched_404_is_not_counted_but_a_routes_404_is() {
     let f = fixture();
     let app = test::init_service(
         App::new()
-            .route("/users/{id}", web::get().to(|| async { HttpResponse::NotFound().finish() }))
+            .route(
+                "/users/{id}",
+                web::get().to(|| async { HttpResponse::NotFound().finish() }),
+            )
             .wrap(Monitor::new(f.monitor.clone())),
     )
     .await;

@@ -242,7 +242,10 @@ async fn the_handle_gives_one_message_for_one_bug() {
         let app = Router::new()
             .route("/", get(|| async { "ok" }))
             .route("/panic", get(watchpost_testkit::panics::str_panic))
-            .route("/error", get(|| async { StatusCode::INTERNAL_SERVER_ERROR }))
+            .route(
+                "/error",
+                get(|| async { StatusCode::INTERNAL_SERVER_ERROR }),
+            )
             .merge(wp.routes())
             .layer(wp.layers());
         Axum(app)

@@ -71,7 +71,11 @@ fn get(uri: &str) -> TestRequest {
         method: "GET",
         uri: uri.to_owned(),
         headers: Vec::new(),
-        peer: Some("203.0.113.30:40000".parse::<SocketAddr>().expect("valid address")),
+        peer: Some(
+            "203.0.113.30:40000"
+                .parse::<SocketAddr>()
+                .expect("valid address"),
+        ),
     }
 }
 
@@ -92,7 +96,10 @@ where
 
     let got = harness.call(get("/")).await;
     assert_eq!(got.status, 200);
-    assert!(got.header("ratelimit").is_some(), "the app-wide limit: {got:?}");
+    assert!(
+        got.header("ratelimit").is_some(),
+        "the app-wide limit: {got:?}"
+    );
     for _ in 0..20 {
         let got = harness.call(get("/panic")).await;
         assert_eq!(got.status, 500, "{got:?}");
@@ -100,10 +107,17 @@ where
     for path in ["/readyz", "/livez", "/healthz", "/readyz/db"] {
         let got = harness.call(get(path)).await;
         assert_eq!(got.status, 200, "{path}: {got:?}");
-        assert!(got.header("ratelimit").is_none(), "probes are not limited: {got:?}");
+        assert!(
+            got.header("ratelimit").is_none(),
+            "probes are not limited: {got:?}"
+        );
     }
     let s = monitor.snapshot();
-    assert_eq!((s.requests, s.errors), (21, 0), "panics are requests, not 5xx: {s:?}");
+    assert_eq!(
+        (s.requests, s.errors),
+        (21, 0),
+        "panics are requests, not 5xx: {s:?}"
+    );
 
     // Three minutes pass: one bug, one message.
     rig.manual.advance(Duration::from_secs(180));

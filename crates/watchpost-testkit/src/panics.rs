@@ -94,7 +94,8 @@ impl Kind {
 #[track_caller]
 fn raise(kind: Kind) -> ! {
     let here = Location::caller();
-    let _ = SITES[kind.index()].set(format!("{}:{}:{}", here.file(), here.line(), here.column()));
+    let file = crate_relative(here.file());
+    let _ = SITES[kind.index()].set(format!("{file}:{}:{}", here.line(), here.column()));
     match kind {
         // A literal, so the payload is a `&'static str` (equal to STR_MESSAGE).
         Kind::Str => panic!("testkit: order total went negative"),
@@ -110,10 +111,19 @@ fn site(kind: &Kind) -> String {
         .cloned()
         .expect("the handler panicked before its alert is checked");
     assert!(
-        site.starts_with(&format!("{}:", file!())),
+        site.starts_with(&format!("{}:", crate_relative(file!()))),
         "the panic happened in the testkit, whatever the adapter: {site}"
     );
     site
+}
+
+/// A source path as alerts show it, relative to its crate:
+/// `crates/watchpost-testkit/src/panics.rs` is `src/panics.rs`.
+fn crate_relative(file: &str) -> &str {
+    match file.rfind("/src/") {
+        Some(i) => &file[i + 1..],
+        None => file,
+    }
 }
 
 /// What the adapter's app is given.

@@ -261,9 +261,7 @@ async fn the_handle_gives_one_message_for_one_bug() {
                     "/" => text(200, "ok"),
                     "/panic" => text(200, watchpost_testkit::panics::str_panic().await),
                     "/error" => text(500, ""),
-                    path if health.get_ref().is_probe_path(path) => {
-                        health.oneshot(req).await?
-                    }
+                    path if health.get_ref().is_probe_path(path) => health.oneshot(req).await?,
                     _ => text(404, ""),
                 })
             }

@@ -281,9 +281,16 @@ fn on_panic(config: &HookConfig, info: &PanicHookInfo<'_>) {
     }
     // Under `panic = "abort"` nothing is caught: wait as for any panic.
     let caught = scope.is_some() && cfg!(panic = "unwind");
-    let location = info
-        .location()
-        .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
+    // Relative to its crate, as the backtrace's paths are: never the build
+    // machine's directories (a dependency's file is `tokio-1.48.0/src/…`).
+    let location = info.location().map(|l| {
+        format!(
+            "{}:{}:{}",
+            backtrace::short_file(l.file()),
+            l.line(),
+            l.column()
+        )
+    });
     let (backtrace, frames) = match config.backtrace.then(backtrace::capture) {
         Some(captured) => (Some(captured.text), captured.frames),
         None => (None, Vec::new()),

@@ -56,10 +56,16 @@
 //!
 //! backtrace:
 //!   0: checkout_api::orders::total
-//!         at ./src/orders.rs:88:41
+//!         at src/orders.rs:88:41
 //!   1: checkout_api::orders::show::{{closure}}
-//!         at ./src/orders.rs:31:17
+//!         at src/orders.rs:31:17
+//!      … 12 framework frames
 //! ```
+//!
+//! The backtrace lists the application's own frames; runs of frames from
+//! the standard library, tokio, futures, tower, hyper, axum, actix-web and
+//! watchpost (and any dependency's source) are folded into one line each,
+//! and every path is relative to its crate, never the build machine's.
 
 mod backtrace;
 mod catch;
