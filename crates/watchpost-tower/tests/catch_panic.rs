@@ -185,3 +185,39 @@ fn accessors_reach_the_inner_service() {
     let _: &mut PanicsInCall = svc.get_mut();
     let _: PanicsInCall = svc.into_inner();
 }
+
+/// Polls `future` once with a waker that does nothing.
+fn poll_once<F: std::future::Future + Unpin>(future: &mut F) -> Poll<F::Output> {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    std::pin::Pin::new(future).poll(&mut cx)
+}
+
+#[test]
+#[should_panic(expected = "`CatchPanic`'s `ResponseFuture` polled after completion")]
+fn a_response_future_polled_after_completion_panics() {
+    let mut svc = CatchPanicLayer::new().layer(PanicsInCall);
+    let mut future = svc.call(get("/panic"));
+    assert!(matches!(poll_once(&mut future), Poll::Ready(Ok(_))));
+    let _ = poll_once(&mut future);
+}
+
+#[test]
+#[should_panic(expected = "`RateLimit`'s `ResponseFuture` polled after completion")]
+fn a_rate_limit_response_future_polled_after_completion_panics() {
+    let limiter = watchpost::ratelimit::RateLimiter::per_ip("1/min".parse().unwrap());
+    let mut svc = watchpost_tower::RateLimitLayer::new(limiter).layer(PanicsInCall);
+    let request = || {
+        let mut req = get("/");
+        req.extensions_mut()
+            .insert(std::net::SocketAddr::from(([203, 0, 113, 1], 1)));
+        req
+    };
+    let mut allowed = Box::pin(svc.call(request()));
+    assert!(matches!(poll_once(&mut allowed), Poll::Ready(Ok(_))));
+    let mut rejected = Box::pin(svc.call(request()));
+    let Poll::Ready(Ok(response)) = poll_once(&mut rejected) else {
+        panic!("the 429 is ready at once");
+    };
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let _ = poll_once(&mut rejected);
+}

@@ -319,3 +319,74 @@ fn no_sink_means_the_log_sink() {
     assert!(alerter.flush(HANG));
     assert_eq!(alerter.stats().sent, 1);
 }
+
+/// A store whose claims wait until released, counting the claims waiting.
+#[derive(Debug, Clone)]
+struct SlowStore {
+    release: Arc<tokio::sync::Semaphore>,
+    waiting: Arc<AtomicUsize>,
+}
+
+impl watchpost::alert::AlertStore for SlowStore {
+    fn claim<'a>(
+        &'a self,
+        _key: &'a str,
+        _at: std::time::SystemTime,
+        _window: Duration,
+        similar: u64,
+    ) -> watchpost::alert::StoreFuture<'a, watchpost::alert::Claim> {
+        Box::pin(async move {
+            self.waiting.fetch_add(1, Ordering::SeqCst);
+            let permit = self.release.acquire().await.unwrap();
+            permit.forget();
+            Ok(watchpost::alert::Claim::Deliver { similar })
+        })
+    }
+
+    fn open_incident<'a>(
+        &'a self,
+        _key: &'a str,
+        _at: std::time::SystemTime,
+    ) -> watchpost::alert::StoreFuture<'a, bool> {
+        Box::pin(async { Ok(true) })
+    }
+
+    fn close_incident<'a>(
+        &'a self,
+        _key: &'a str,
+    ) -> watchpost::alert::StoreFuture<'a, Option<std::time::SystemTime>> {
+        Box::pin(async { Ok(None) })
+    }
+}
+
+/// A slow store delays each alert by its own answer, not by the sum of
+/// those before it: the claims of different alerts are asked at once.
+#[test]
+fn store_claims_for_different_alerts_run_concurrently() {
+    let store = SlowStore {
+        release: Arc::new(tokio::sync::Semaphore::new(0)),
+        waiting: Arc::default(),
+    };
+    let sink = MemorySink::new();
+    let alerter = quick()
+        .sink(sink.clone())
+        .store(Arc::new(store.clone()))
+        .build()
+        .unwrap();
+    for i in 0..10 {
+        alerter.send(Alert::error("boom").key(format!("k{i}")));
+    }
+    let deadline = Instant::now() + HANG;
+    while store.waiting.load(Ordering::SeqCst) < 10 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(
+        store.waiting.load(Ordering::SeqCst),
+        10,
+        "all ten asked at once"
+    );
+    assert!(sink.is_empty());
+    store.release.add_permits(10);
+    assert!(alerter.flush(HANG));
+    assert_eq!(sink.len(), 10);
+}
