@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use watchpost::alert::{Alert, AlertStore, Alerter, Claim, MemorySink};
 use watchpost_redis::{Availability, RedisStore};
 
-use common::{closed_port, lines_about, Redis};
+use common::{closed_port, lines_about, proxy, redis_addr, Redis};
 use watchpost_testkit::logs;
 
 const HANG: Duration = Duration::from_secs(30);
@@ -75,22 +75,6 @@ fn alerts_are_delivered_and_deduplicated_locally_when_redis_is_down() {
     assert!(!format!("{store:?}").contains("s3cret"));
 }
 
-/// A TCP proxy to Redis on `addr`, started later: Redis "comes back".
-fn proxy(runtime: &tokio::runtime::Runtime, addr: SocketAddr, redis: SocketAddr) {
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind(addr))
-        .unwrap();
-    runtime.spawn(async move {
-        while let Ok((mut client, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                if let Ok(mut server) = tokio::net::TcpStream::connect(redis).await {
-                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                }
-            });
-        }
-    });
-}
-
 #[test]
 fn recovery_is_automatic_and_logged_once() {
     let Ok(url) = std::env::var("REDIS_URL") else {
@@ -99,12 +83,7 @@ fn recovery_is_automatic_and_logged_once() {
     };
     logs::capture_global();
     let info = redis::Client::open(url.as_str()).unwrap();
-    let redis_addr: SocketAddr = info
-        .get_connection_info()
-        .addr()
-        .to_string()
-        .parse()
-        .expect("REDIS_URL with an IP address");
+    let redis_addr = redis_addr(&url);
     // The proxy has no password to forward, so test without one.
     let addr = closed_port();
     let changes = Changes::default();
@@ -182,13 +161,7 @@ fn counts_made_during_an_outage_are_not_lost_on_recovery() {
     let Some(redis) = Redis::get("outage-counts") else {
         return;
     };
-    let redis_addr: SocketAddr = redis::Client::open(redis.url.as_str())
-        .unwrap()
-        .get_connection_info()
-        .addr()
-        .to_string()
-        .parse()
-        .expect("REDIS_URL with an IP address");
+    let redis_addr = redis_addr(&redis.url);
     let addr = closed_port();
     let a = RedisStore::builder(&format!("redis://{addr}"))
         .prefix(&redis.prefix)

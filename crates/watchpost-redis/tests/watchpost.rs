@@ -9,7 +9,7 @@
 mod common;
 
 use std::future::IntoFuture;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use watchpost::alert::{Alert, MemorySink, NotificationKind};
@@ -17,26 +17,10 @@ use watchpost::ratelimit::RateLimitRequest;
 use watchpost::{Watchpost, SHARED_STATE_INCIDENT};
 use watchpost_redis::RedisStore;
 
-use common::{closed_port, lines_about};
+use common::{closed_port, lines_about, proxy, redis_addr};
 use watchpost_testkit::logs;
 
 const HANG: Duration = Duration::from_secs(30);
-
-/// A TCP proxy from `addr` to Redis at `redis`, on `runtime`.
-fn proxy(runtime: &tokio::runtime::Runtime, addr: SocketAddr, redis: SocketAddr) {
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind(addr))
-        .unwrap();
-    runtime.spawn(async move {
-        while let Ok((mut client, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                if let Ok(mut server) = tokio::net::TcpStream::connect(redis).await {
-                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                }
-            });
-        }
-    });
-}
 
 #[test]
 fn redis_away_and_back_is_one_incident_and_nothing_fails() {
@@ -45,13 +29,7 @@ fn redis_away_and_back_is_one_incident_and_nothing_fails() {
         return;
     };
     logs::capture_global();
-    let redis_addr: SocketAddr = redis::Client::open(url.as_str())
-        .unwrap()
-        .get_connection_info()
-        .addr()
-        .to_string()
-        .parse()
-        .expect("REDIS_URL with an IP address");
+    let redis_addr = redis_addr(&url);
     let addr = closed_port();
     let sink = MemorySink::new();
     let wp = Watchpost::builder()

@@ -80,3 +80,32 @@ pub(crate) fn lines_about(addr: SocketAddr) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+/// The address of the Redis at `url` (an IP address: the proxies below
+/// connect to it).
+pub(crate) fn redis_addr(url: &str) -> SocketAddr {
+    redis::Client::open(url)
+        .unwrap()
+        .get_connection_info()
+        .addr()
+        .to_string()
+        .parse()
+        .expect("REDIS_URL with an IP address")
+}
+
+/// A TCP proxy from `addr` to Redis at `redis`, on `runtime`, started
+/// later than the code under test: Redis "comes back".
+pub(crate) fn proxy(runtime: &tokio::runtime::Runtime, addr: SocketAddr, redis: SocketAddr) {
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(addr))
+        .unwrap();
+    runtime.spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if let Ok(mut server) = tokio::net::TcpStream::connect(redis).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+}

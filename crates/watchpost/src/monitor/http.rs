@@ -244,8 +244,10 @@ impl HttpMonitor {
 
     /// Records a request that started at `start` and was answered with
     /// `status`. `route` gives the matched route pattern; it is only called
-    /// for 5xx answers and slow requests, so an adapter whose framework
-    /// builds the pattern on demand pays for it only then.
+    /// for 5xx answers, 404s and slow requests, so an adapter whose
+    /// framework builds the pattern on demand pays for it only then. A 404
+    /// with no matched route (an unknown path) is not counted: a scanner's
+    /// flood of them would dilute the 5xx rate.
     ///
     /// Requests whose handler failed without a status (a service error,
     /// a panic that reached the adapter) should be recorded as 500.
@@ -255,10 +257,18 @@ impl HttpMonitor {
         F: FnOnce() -> Option<R>,
         R: AsRef<str>,
     {
+        let (now, latency) = self.end(start);
+        self.add(now, latency, status, method, route);
+    }
+
+    /// The time now (since the origin) and the latency of a request that
+    /// started at `start`.
+    #[inline]
+    fn end(&self, start: RequestStart) -> (u64, Duration) {
         let s = &*self.shared;
         let end = s.source.raw(&s.clock);
         let latency = Duration::from_nanos(s.source.between(start.0, end));
-        self.add(s.source.since_origin(end), latency, status, method, route);
+        (s.source.since_origin(end), latency)
     }
 
     /// Records a request whose handler panicked (and was answered 500 by a
@@ -272,10 +282,8 @@ impl HttpMonitor {
         F: FnOnce() -> Option<R>,
         R: AsRef<str>,
     {
-        let s = &*self.shared;
-        let end = s.source.raw(&s.clock);
-        let latency = Duration::from_nanos(s.source.between(start.0, end));
-        self.add(s.source.since_origin(end), latency, PANICKED, method, route);
+        let (now, latency) = self.end(start);
+        self.add(now, latency, PANICKED, method, route);
     }
 
     /// Records a request answered now with `status` that took `latency`,
