@@ -76,7 +76,14 @@ fn many_threads_sending_one_key_deliver_once() {
 #[test]
 fn titles_that_differ_in_numbers_are_one_alert() {
     let window = Duration::from_millis(200);
-    let (alerter, sink) = alerter(window);
+    let manual = watchpost::ManualClock::new();
+    let sink = MemorySink::new();
+    let alerter = Alerter::builder()
+        .sink(sink.clone())
+        .dedupe_window(window)
+        .clock(manual.clock())
+        .build()
+        .unwrap();
 
     alerter.send(Alert::error("timeout after 1012 ms"));
     alerter.send(Alert::error("timeout after 987 ms"));
@@ -95,7 +102,7 @@ fn titles_that_differ_in_numbers_are_one_alert() {
     assert_eq!(sink.len(), 2);
 
     // The next window's message says what was suppressed in the last one.
-    std::thread::sleep(window + Duration::from_millis(50));
+    manual.advance(window + Duration::from_millis(50));
     alerter.send(Alert::error("timeout after 1500 ms"));
     assert!(alerter.flush(WAIT));
     let sent = sink.notifications();

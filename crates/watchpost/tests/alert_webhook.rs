@@ -122,12 +122,21 @@ fn send_posts_an_alertmanager_payload() {
 #[test]
 fn fire_and_resolve_match_like_alertmanager() {
     let server = FakeHttp::start(Reply::text(200, ""));
-    let alerter = alerter(sink(&server, WebhookFormat::Json));
+    let manual = watchpost::ManualClock::new();
+    let alerter = Alerter::builder()
+        .service("checkout-api")
+        .environment("production")
+        .host("web-1")
+        .version("1.4.2")
+        .sink(sink(&server, WebhookFormat::Json))
+        .clock(manual.clock())
+        .build()
+        .unwrap();
     alerter.fire("queue-depth", Alert::warning("Queue depth 1200"));
     alerter.fire("queue-depth", Alert::warning("Queue depth 1300"));
     flush(&alerter);
     // Resolved a little later, so endsAt (milliseconds) is after startsAt.
-    std::thread::sleep(Duration::from_millis(20));
+    manual.advance(Duration::from_millis(20));
     alerter.resolve("queue-depth");
     flush(&alerter);
 

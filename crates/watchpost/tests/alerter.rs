@@ -279,16 +279,18 @@ fn a_broken_sink_never_holds_up_another() {
 
 #[test]
 fn an_alert_sent_after_the_window_carries_the_count() {
+    let manual = watchpost::ManualClock::new();
     let sink = MemorySink::new();
     let alerter = quick()
         .sink(sink.clone())
         .dedupe_window(Duration::from_secs(1))
+        .clock(manual.clock())
         .build()
         .unwrap();
     alerter.send(Alert::error("timeout after 1012 ms"));
     alerter.send(Alert::error("timeout after 987 ms"));
     alerter.send(Alert::error("timeout after 5 ms"));
-    std::thread::sleep(Duration::from_millis(1100));
+    manual.advance(Duration::from_millis(1100));
     alerter.send(Alert::error("timeout after 3 ms"));
     assert!(alerter.flush(HANG));
     let sent = sink.notifications();
