@@ -77,12 +77,13 @@
 use std::time::Duration;
 
 use axum::{routing::get, Router};
-use watchpost::alert::AlerterBuilder;
-use watchpost::health::HealthChecks;
+use watchpost::Watchpost;
+use watchpost_axum::WatchpostExt;
 
 #[tokio::main]
 pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
@@ -98,16 +99,15 @@ pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let drain = seconds_var("DRAIN_SECONDS", 5)?;
     let slow = seconds_var("SLOW_SECONDS", 3)?;
 
-    let alerter = AlerterBuilder::from_env()?.build()?;
-    watchpost::panic::install(&alerter);
-    // Your readiness checks go here (a database, an upstream API). While
-    // shutting down, readiness fails whatever they say.
-    let health = HealthChecks::builder().build()?;
+    // Your readiness checks go here (`.readiness(..)`: a database, an
+    // upstream API). While shutting down, readiness fails whatever they say.
+    let wp = Watchpost::from_env()?.drain(drain).build()?;
 
     let app = Router::new()
         .route("/", get(|| async { "Hello from watchpost!\n" }))
         .route("/slow", get(move || slow_report(slow)))
-        .merge(watchpost_axum::routes(health.clone()));
+        .merge(wp.routes())
+        .layer(wp.layers());
 
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     let base = format!("http://{}", listener.local_addr()?);
@@ -115,28 +115,27 @@ pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for path in ["/", "/slow", "/livez", "/readyz"] {
         println!("  {base}{path}");
     }
-    let sinks: Vec<&str> = alerter.sink_names().collect();
+    let sinks: Vec<&str> = wp.alerter().sink_names().collect();
     println!("alerts go to: {}", sinks.join(", "));
     println!("on SIGTERM: readiness 503, then {drain:?} of drain");
 
     // Resolves after SIGTERM (or Ctrl-C) and the drain; during the drain,
     // readiness answers 503 and everything else is served as usual.
-    let shutdown = health.shutdown_signal(drain);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            println!("drain over: no new connections, waiting for requests in flight");
-        })
-        .await?;
+    let shutdown = wp.shutdown_signal();
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        println!("drain over: no new connections, waiting for requests in flight");
+    })
+    .await?;
     // No bound of our own on the wait: Kubernetes' SIGKILL at the end of
     // terminationGracePeriodSeconds is the bound.
     println!("requests in flight finished");
 
-    let flushed =
-        tokio::task::spawn_blocking(move || alerter.flush(Duration::from_secs(3))).await?;
-    if !flushed {
-        eprintln!("some alerts were still undelivered at exit");
-    }
+    drop(wp); // delivers what is still queued, for 3 s at most
     println!("shut down cleanly");
     Ok(())
 }
