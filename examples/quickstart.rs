@@ -35,7 +35,8 @@
 //!   incident fires (a burst of `/error` does it), and it resolves after a
 //!   calm minute. Requests slower than a second are logged.
 //! - `DRAIN_SECONDS`: how long the server keeps serving after readiness
-//!   turns 503 on shutdown (default 2).
+//!   turns 503 on shutdown (default 5: at least twice the time a load
+//!   balancer probing `/readyz` needs to notice, see docs/health.md).
 //!
 //! Ctrl-C or SIGTERM: readiness answers 503 at once, then the server drains
 //! for `DRAIN_SECONDS`, pending alerts are flushed, and it exits 0.
@@ -71,7 +72,7 @@ pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_else(|_| "120/min".to_owned())
         .parse()
         .map_err(|e| format!("RATE_LIMIT: {e}"))?;
-    let drain = seconds_var("DRAIN_SECONDS", 2)?;
+    let drain = seconds_var("DRAIN_SECONDS", 5)?;
 
     // One handle: alerts (Telegram, webhooks, Sentry from the environment;
     // the log if none), the panic hook, health checks run in the

@@ -111,10 +111,10 @@ pub(crate) fn main() -> ExitCode {
 /// The alerter, with a sink per webhook URL set.
 fn build_alerter() -> Result<Alerter, String> {
     let mut builder = Alerter::builder()
-        // A one-shot check gives up sooner than a service should (whose
-        // defaults are 5 attempts, backoff from 1 s to 60 s): a webhook
-        // answering 5xx fails this run in a few seconds, not minutes.
-        .max_attempts(3)
+        // A one-shot check gives up sooner than a service should (which
+        // keeps an alert for 10 minutes while its sink is down): a webhook
+        // answering 5xx fails this run in 5 seconds, not minutes.
+        .max_age(Duration::from_secs(5))
         .backoff(Duration::from_millis(250), Duration::from_secs(1));
     if let Some(name) = var("WATCHPOST_SERVICE") {
         builder = builder.service(name);

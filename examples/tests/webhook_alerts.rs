@@ -147,9 +147,18 @@ fn a_404_from_the_webhook_exits_1_with_the_reason_and_no_url() {
     assert!(output.contains("not delivered: 3 of 6"), "{output}");
     assert_no_secret(&output);
     // A dead webhook is switched off after its first answer; the other one
-    // still gets everything.
+    // still gets everything, and hears that slack lost its messages.
     assert_eq!(slack.requests().len(), 1);
-    assert_eq!(discord.requests().len(), 3);
+    let discord = discord.requests();
+    assert_eq!(discord.len(), 4, "{discord:?}");
+    assert!(
+        discord[3].json()["content"]
+            .as_str()
+            .unwrap()
+            .contains("could not be delivered to slack"),
+        "{:?}",
+        discord[3].json()
+    );
 }
 
 #[test]
@@ -164,13 +173,20 @@ fn a_500_from_the_webhook_is_retried_then_exits_1_with_the_reason() {
         output.contains("HTTP 500: Internal Server Error"),
         "{output}"
     );
+    // All three are given up at their 5 s max age, with the reason.
     assert!(output.contains("not delivered: 3 of 3"), "{output}");
-    assert_no_secret(&output);
-    assert_eq!(
-        discord.requests().len(),
-        9,
-        "three messages, three attempts each"
+    assert!(
+        output.contains(
+            "3 alerts given up on discord (still failing at its max age; \
+             last error: HTTP 500: Internal Server Error)"
+        ),
+        "{output}"
     );
+    assert_no_secret(&output);
+    // One message probes the failing webhook at a time, with backoff:
+    // not three attempts per message.
+    let probes = discord.requests().len();
+    assert!((3..=10).contains(&probes), "{probes} requests");
 }
 
 #[test]

@@ -123,6 +123,16 @@ where
 /// stops gracefully (in-flight requests finish). Dropping the handle after
 /// it flushes pending alerts.
 ///
+/// actix's graceful stop waits for every open connection, idle keep-alive
+/// ones included, until its
+/// [`shutdown_timeout`](actix_web::HttpServer::shutdown_timeout) (30 s by
+/// default; hyper, under axum, closes idle connections at once). A load
+/// balancer that stopped routing during the drain leaves its keep-alive
+/// connections idle, so the process exits only when they time out
+/// ([`keep_alive`](actix_web::HttpServer::keep_alive), 5 s by default):
+/// set `shutdown_timeout` to the longest request you want to let finish
+/// after the drain (the quickstart uses 2 s) to exit sooner.
+///
 /// # Errors
 ///
 /// What the server returns: an I/O error of its listeners.

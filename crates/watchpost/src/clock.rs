@@ -113,10 +113,16 @@ impl Clock {
                     deadline: m.now().instant + duration,
                     manual: m.clone(),
                     id: None,
+                    woken: None,
                 },
             },
         };
         Sleep { inner }
+    }
+
+    /// A future that completes once this clock reads `deadline` or later.
+    pub(crate) fn sleep_until(&self, deadline: Instant) -> Sleep {
+        self.sleep(deadline.saturating_duration_since(self.now()))
     }
 
     /// Runs `future` for at most `duration` of this clock's time.
@@ -287,6 +293,10 @@ impl Manual {
                 .into_iter()
                 .partition(|t| t.deadline <= now);
             timers.list = pending;
+            // Counted under the timers' lock, before any sleep can see
+            // that it was woken (and release the count).
+            *self.busy_count() += due.len();
+            timers.woken.extend(due.iter().map(|t| t.id));
             due.into_iter().map(|t| t.waker).collect()
         };
         for waker in due {
@@ -323,6 +333,9 @@ struct Now {
 struct Timers {
     next_id: u64,
     list: Vec<Timer>,
+    /// Timers a step made due whose sleep has not yet seen it: each holds
+    /// one [`Busy`] count, so the step waits for the task it woke.
+    woken: Vec<u64>,
 }
 
 struct Timer {
@@ -375,6 +388,19 @@ impl fmt::Debug for Sleep {
     }
 }
 
+impl Sleep {
+    /// Once the sleep completed on a manual clock's step: the step's wait
+    /// for the woken task, handed to the caller so that the work the
+    /// wake-up starts is waited for too (keep it until that work is done
+    /// or parked on a timer again). Nothing on the system clock.
+    pub(crate) fn take_busy(self: Pin<&mut Self>) -> Busy {
+        match self.project().inner.project() {
+            SleepProj::System { .. } => Busy(None),
+            SleepProj::Manual { sleep } => sleep.woken.take().unwrap_or(Busy(None)),
+        }
+    }
+}
+
 impl Future for Sleep {
     type Output = ();
 
@@ -390,6 +416,8 @@ struct ManualSleep {
     deadline: Instant,
     manual: Arc<Manual>,
     id: Option<u64>,
+    /// The step's count for waking this sleep, released on drop.
+    woken: Option<Busy>,
 }
 
 impl ManualSleep {
@@ -401,6 +429,10 @@ impl ManualSleep {
         if self.manual.now().instant >= self.deadline {
             if let Some(id) = self.id.take() {
                 timers.list.retain(|t| t.id != id);
+                if let Some(i) = timers.woken.iter().position(|&w| w == id) {
+                    timers.woken.swap_remove(i);
+                    self.woken = Some(Busy(Some(self.manual.clone())));
+                }
             }
             return Poll::Ready(());
         }
@@ -428,7 +460,13 @@ impl ManualSleep {
 impl Drop for ManualSleep {
     fn drop(&mut self) {
         if let Some(id) = self.id {
-            self.manual.timers().list.retain(|t| t.id != id);
+            let mut timers = self.manual.timers();
+            timers.list.retain(|t| t.id != id);
+            if let Some(i) = timers.woken.iter().position(|&w| w == id) {
+                // Woken by a step but dropped before it saw it.
+                timers.woken.swap_remove(i);
+                drop(Busy(Some(self.manual.clone())));
+            }
         }
     }
 }

@@ -9,7 +9,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::alert::{Alert, Alerter, AlerterBuilder, ConfigError, Sink, Stats};
+use crate::alert::{Alert, Alerter, AlerterBuilder, ConfigError, Sink, SinkStats, Stats};
 use crate::client_ip::{ClientIpResolver, IpNet, DEFAULT_TRUSTED_PROXIES};
 use crate::clock::Clock;
 use crate::health::{CheckSpec, HealthChecks, HealthChecksBuilder};
@@ -220,14 +220,7 @@ impl Watchpost {
         let health = &inner.health;
         Status {
             threads: vec![crate::engine::THREAD_NAME],
-            sinks: inner
-                .alerter
-                .sinks()
-                .map(|(name, enabled)| SinkStatus {
-                    name: name.to_owned(),
-                    enabled,
-                })
-                .collect(),
+            sinks: inner.alerter.sink_stats(),
             stats: inner.alerter.stats(),
             shared: inner.shared.as_ref().map(|s| SharedStatus {
                 backend: s.describe(),
@@ -251,8 +244,9 @@ impl Watchpost {
 pub struct Status {
     /// The threads watchpost started: one, `watchpost`.
     pub threads: Vec<&'static str>,
-    /// The alert sinks, and whether each still delivers.
-    pub sinks: Vec<SinkStatus>,
+    /// The alert sinks: whether each is enabled or down, what it
+    /// delivered, holds and gave up (by reason).
+    pub sinks: Vec<SinkStats>,
     /// The alerter's counters (sent, suppressed, dropped, failed, queued).
     pub stats: Stats,
     /// The shared state, if any.
@@ -266,17 +260,6 @@ pub struct Status {
     /// Whether the panic hook reports to this handle's alerter.
     pub panic_hook: bool,
     now: SystemTime,
-}
-
-/// One alert sink in a [`Status`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct SinkStatus {
-    /// Its name (`telegram`, `webhook`, `log`).
-    pub name: String,
-    /// `false` once it switched itself off (a refused token, a deleted
-    /// webhook).
-    pub enabled: bool,
 }
 
 /// The shared state in a [`Status`].
@@ -300,11 +283,17 @@ impl fmt::Display for Status {
             .sinks
             .iter()
             .map(|s| {
-                if s.enabled {
-                    s.name.clone()
-                } else {
-                    format!("{} (DISABLED)", s.name)
+                let mut line = s.name.clone();
+                if !s.enabled {
+                    line.push_str(" (DISABLED)");
+                } else if s.down {
+                    line.push_str(&format!(" (DOWN, {} waiting)", s.queued));
                 }
+                let lost = s.given_up.total();
+                if lost > 0 {
+                    line.push_str(&format!(" ({lost} given up)"));
+                }
+                line
             })
             .collect();
         write!(f, "; alerts to {}", sinks.join(", "))?;

@@ -91,9 +91,7 @@ pub use clock::{Clock, Elapsed, ManualClock, Sleep, Timeout};
 #[cfg(feature = "postgres")]
 pub use sqlx;
 
-pub use handle::{
-    SharedStatus, SinkStatus, Status, Watchpost, WatchpostBuilder, SHARED_STATE_INCIDENT,
-};
+pub use handle::{SharedStatus, Status, Watchpost, WatchpostBuilder, SHARED_STATE_INCIDENT};
 /// The redis crate that [`checks::RedisCheck`] takes a connection manager
 /// of (1.x).
 #[cfg(feature = "redis")]

@@ -308,7 +308,9 @@ fn a_400_is_not_retried() {
     let stats = flushed(&a);
     assert_eq!((stats.sent, stats.failed), (0, 1));
     assert_eq!(server.requests().len(), 1);
-    assert_logged("alert rejected, not retried: HTTP 400: invalid event envelope (400 case)");
+    assert_logged(
+        "refused by the sink, not retried; last error: HTTP 400: invalid event envelope (400 case)",
+    );
 }
 
 #[test]
@@ -344,7 +346,7 @@ fn a_refused_connection_is_transient() {
     a.send(Alert::error("refused"));
     let stats = flushed(&a);
     assert_eq!((stats.sent, stats.failed), (0, 1));
-    assert_logged("alert not delivered after 3 attempts: cannot connect");
+    assert_logged("attempts used up; last error: cannot connect");
 }
 
 #[test]

@@ -138,15 +138,22 @@ fn a_full_queue_drops_the_oldest_and_counts_it() {
     stuck.release.add_permits(100);
     assert!(alerter.flush(HANG));
     let seen = stuck.seen.lock().unwrap().clone();
+    let (summaries, alerts): (Vec<_>, Vec<_>) = seen
+        .iter()
+        .partition(|t| t.contains("could not be delivered to stuck"));
     let stats = alerter.stats();
     assert_eq!(stats.sent as usize, seen.len());
-    assert_eq!(stats.dropped as usize + seen.len(), 20, "{stats:?}");
+    assert_eq!(stats.dropped as usize + alerts.len(), 20, "{stats:?}");
     assert!(stats.dropped > 0, "{stats:?}");
     assert_eq!(
-        seen.last().map(String::as_str),
+        alerts.last().map(|t| t.as_str()),
         Some("alert 19"),
         "the newest is kept"
     );
+    // What the sink's own queue dropped is summarized on it once it
+    // delivers again.
+    let lane_dropped = alerter.sink_stats()[0].given_up.queue_full;
+    assert_eq!(summaries.is_empty(), lane_dropped == 0, "{seen:?}");
 }
 
 #[test]
@@ -271,10 +278,25 @@ fn a_broken_sink_never_holds_up_another() {
         alerter.send(Alert::error(format!("alert {i}")).key(format!("k{i}")));
     }
     assert!(memory.wait_for(3, HANG), "the healthy sink got everything");
-    stuck.release.add_permits(3);
+    stuck.release.add_permits(100);
     assert!(alerter.flush(HANG));
-    let stats = alerter.stats();
-    assert_eq!((stats.sent, stats.failed), (6, 6), "{stats:?}");
+    let sinks = alerter.sink_stats();
+    // Three alerts each, and the note about the other broken sink.
+    assert!(sinks[1].given_up.rejected >= 3, "{sinks:?}");
+    assert!(sinks[2].given_up.rejected >= 3, "{sinks:?}");
+    // The healthy sinks got every alert, and hear that the broken ones
+    // lost theirs.
+    for i in [0, 3] {
+        assert!(sinks[i].sent >= 4, "{sinks:?}");
+    }
+    let notes = memory.notifications();
+    assert!(
+        notes.iter().any(|n| n
+            .alert()
+            .title()
+            .contains("could not be delivered to panicking")),
+        "{notes:?}"
+    );
 }
 
 #[test]

@@ -7,12 +7,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::env::ConfigError;
 use super::gate::{Gate, HotRule, Looping, Seen};
+use super::lane::SinkStats;
 use super::model::{Alert, ServiceInfo};
 use super::notification::{Notification, NotificationKind};
 use super::sink::Sink;
 use super::sinks::LogSink;
 use super::store::{AlertStore, MemoryStore};
-use super::worker::{self, Counters, DeliveryConfig, Done, Job, Queue, StoreOp};
+use super::worker::{self, Counters, Delivery, DeliveryConfig, Done, Job, Queue, StoreOp};
 use crate::clock::{Clock, Tick};
 use crate::engine::Engine;
 
@@ -127,10 +128,12 @@ pub struct Stats {
     pub suppressed: u64,
     /// Alerts dropped because a queue was full (the oldest go first).
     pub dropped: u64,
-    /// Deliveries that failed for good (retries used up, rejected, sink
-    /// disabled).
+    /// Deliveries given up for good (still failing at their max age,
+    /// rejected, sink disabled, still queued at shutdown); per sink and
+    /// reason in [`Alerter::sink_stats`].
     pub failed: u64,
-    /// Alerts waiting in the queue now.
+    /// Alerts not yet delivered to every sink (queued, or waiting for a
+    /// sink that is down).
     pub queued: u64,
 }
 
@@ -200,8 +203,32 @@ impl Alerter {
             suppressed: c.suppressed.load(Ordering::Relaxed),
             dropped: c.dropped.load(Ordering::Relaxed),
             failed: c.failed.load(Ordering::Relaxed),
-            queued: self.inner.queue.len() as u64,
+            queued: self.inner.queue.pending() as u64,
         }
+    }
+
+    /// Each sink's counters: delivered, queued, whether it is down or
+    /// disabled, and the alerts it gave up by reason.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use watchpost::alert::Alerter;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let alerter = Alerter::builder().build()?;
+    /// for sink in alerter.sink_stats() {
+    ///     println!("{}: {} sent, {} given up", sink.name, sink.sent, sink.given_up.total());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn sink_stats(&self) -> Vec<SinkStats> {
+        self.inner
+            .sinks
+            .iter()
+            .zip(self.inner.counters.sinks.iter())
+            .map(|(name, c)| c.snapshot(name))
+            .collect()
     }
 
     /// The service alerts say they come from.
@@ -235,17 +262,21 @@ impl Alerter {
     /// 401, 403, 404) switches itself off for the life of the process, and
     /// says so once, on stderr when no tracing subscriber is installed.
     pub fn sinks(&self) -> impl Iterator<Item = (&str, bool)> + '_ {
-        let disabled = &self.inner.counters.disabled;
+        let counters = &self.inner.counters.sinks;
         self.inner.sinks.iter().enumerate().map(move |(i, name)| {
-            let off = disabled.get(i).is_some_and(|d| d.load(Ordering::Relaxed));
+            let off = counters
+                .get(i)
+                .is_some_and(|c| c.disabled.load(Ordering::Relaxed));
             (name.as_str(), !off)
         })
     }
 
-    /// Sends like [`send`](Self::send), then waits until the alert is
-    /// delivered, failed, suppressed or `timeout` passed. On the delivery
-    /// thread it doesn't wait (the thread can't deliver while it waits).
-    /// `true` if the alert is settled.
+    /// Sends like [`send`](Self::send), first in line on every sink, then
+    /// waits until the alert is suppressed, delivered, or has failed once
+    /// on every sink (a refused connection ends the wait at once; the lane
+    /// keeps retrying as long as the process lives), at most `timeout`. On
+    /// the delivery thread it doesn't wait (the thread can't deliver while
+    /// it waits). `true` if the alert is settled.
     pub(crate) fn send_and_wait(&self, alert: Alert, timeout: Duration) -> bool {
         let done = Arc::new(Done::default());
         if !self.inner.send(alert, Some(done.clone())) {
@@ -363,6 +394,7 @@ impl Inner {
             notification,
             op,
             done,
+            busy: self.clock.busy(),
         });
     }
 }
@@ -424,7 +456,7 @@ pub struct AlerterBuilder {
     window: Duration,
     queue_capacity: usize,
     max_keys: usize,
-    delivery: DeliveryConfig,
+    pub(crate) delivery: DeliveryConfig,
     clock: Clock,
     looping: Option<HotRule>,
 }
@@ -451,8 +483,9 @@ impl Default for AlerterBuilder {
 impl AlerterBuilder {
     /// Defaults: service named after the executable, the machine's host
     /// name, no sinks (the log sink is used when none is added), a 5-minute
-    /// dedupe window, a 4096-alert queue, 5 attempts per delivery with
-    /// backoff from 1 s to 60 s, given up after 10 minutes.
+    /// dedupe window, a 4096-alert queue, a sink that fails probed again
+    /// with backoff from 1 s to 20 s, an alert given up once it is 10
+    /// minutes old.
     ///
     /// Most services build a [`Watchpost`](crate::Watchpost) instead,
     /// which builds its alerter with these and wires it to everything
@@ -466,10 +499,10 @@ impl AlerterBuilder {
             queue_capacity: 4096,
             max_keys: 10_000,
             delivery: DeliveryConfig {
-                max_attempts: 5,
+                max_attempts: None,
                 max_age: Duration::from_secs(600),
                 backoff_initial: Duration::from_secs(1),
-                backoff_max: Duration::from_secs(60),
+                backoff_max: Duration::from_secs(20),
                 attempt_timeout: Duration::from_secs(10),
                 store_timeout: Duration::from_secs(2),
             },
@@ -534,22 +567,29 @@ impl AlerterBuilder {
         self
     }
 
-    /// Delivery attempts per alert and sink for 5xx answers, timeouts and
-    /// connection errors (default 5). Rate-limit waits don't count.
+    /// Caps the delivery attempts per alert and sink for 5xx answers,
+    /// timeouts and connection errors. By default there is no cap: an
+    /// alert is retried until its [`max_age`](Self::max_age). Rate-limit
+    /// waits don't count.
     pub fn max_attempts(mut self, attempts: u32) -> Self {
-        self.delivery.max_attempts = attempts;
+        self.delivery.max_attempts = Some(attempts);
         self
     }
 
     /// An alert still undelivered this long after it reached a sink's
-    /// queue is given up and counted failed (default 10 minutes).
+    /// queue (the sink down, rate-limited or backed up) is given up,
+    /// counted, logged, reported on the other sinks and summarized on
+    /// this one once it delivers again (default 10 minutes; a sink can
+    /// set its own with [`Sink::max_age`]).
     pub fn max_age(mut self, age: Duration) -> Self {
         self.delivery.max_age = age;
         self
     }
 
-    /// The backoff between retries: `initial`, doubling per failure up to
-    /// `max`, with jitter (defaults 1 s and 60 s).
+    /// The backoff between probes of a sink that fails: `initial`,
+    /// doubling per failure up to `max`, with jitter (defaults 1 s and
+    /// 20 s, so a sink that comes back is used again within 20 s). One
+    /// notification probes; the others wait behind it, in order.
     pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
         self.delivery.backoff_initial = initial;
         self.delivery.backoff_max = max;
@@ -607,8 +647,11 @@ impl AlerterBuilder {
         if self.queue_capacity == 0 {
             return Err(zero("queue_capacity"));
         }
-        if self.delivery.max_attempts == 0 {
+        if self.delivery.max_attempts == Some(0) {
             return Err(zero("max_attempts"));
+        }
+        if self.delivery.max_age.is_zero() {
+            return Err(zero("max_age"));
         }
         if self.delivery.attempt_timeout.is_zero() {
             return Err(zero("attempt_timeout"));
@@ -631,8 +674,15 @@ impl AlerterBuilder {
             .unwrap_or_else(|| Arc::new(MemoryStore::new()) as Arc<dyn AlertStore>);
         let counters = Arc::new(Counters::new(sinks.len()));
         let queue = Arc::new(Queue::new(self.queue_capacity, counters.clone()));
-        let engine = worker::spawn(queue.clone(), sinks, store, self.delivery, counters.clone())
-            .map_err(ConfigError::Spawn)?;
+        let engine = worker::spawn(Delivery {
+            queue: queue.clone(),
+            sinks,
+            store,
+            config: self.delivery,
+            counters: counters.clone(),
+            clock: self.clock.clone(),
+        })
+        .map_err(ConfigError::Spawn)?;
         let origin = self.clock.now();
         let inner = Arc::new(Inner {
             service: Arc::new(self.service),

@@ -118,6 +118,7 @@ impl AlerterBuilder {
     /// | `WATCHPOST_ENV` | the environment (`production`) |
     /// | `WATCHPOST_VERSION` | the running version |
     /// | `WATCHPOST_HOST` | the host name (default: the machine's) |
+    /// | `WATCHPOST_ALERT_MAX_AGE` | how long an alert is kept while a sink is down before it is given up and reported (default `10m`) |
     ///
     /// Values are trimmed, so a token pasted with a trailing newline works;
     /// an empty variable counts as unset. No sink set: the log sink.
@@ -176,6 +177,18 @@ impl AlerterBuilder {
         }
         if let Some(host) = read(lookup, "WATCHPOST_HOST")? {
             builder = builder.host(host);
+        }
+        if let Some(age) = read(lookup, "WATCHPOST_ALERT_MAX_AGE")? {
+            let age = humantime::parse_duration(age.trim())
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    ConfigError::invalid(
+                        "WATCHPOST_ALERT_MAX_AGE",
+                        "expected a duration such as 10m or 1h",
+                    )
+                })?;
+            builder = builder.max_age(age);
         }
         builder = telegram_from(lookup, builder)?;
         builder = webhook_from(lookup, builder)?;
@@ -322,6 +335,16 @@ mod tests {
         assert_eq!(b.service.name, "checkout-api");
         assert_eq!(b.service.environment.as_deref(), Some("production"));
         assert_eq!(b.service.host, "web-1");
+    }
+
+    #[test]
+    fn the_max_age_is_a_duration() {
+        let b = from(&[("WATCHPOST_ALERT_MAX_AGE", " 30m\n")]).unwrap();
+        assert_eq!(b.delivery.max_age, std::time::Duration::from_secs(1800));
+        for bad in ["soon", "0s", "-5m"] {
+            let err = from(&[("WATCHPOST_ALERT_MAX_AGE", bad)]).unwrap_err();
+            assert_eq!(err.name(), Some("WATCHPOST_ALERT_MAX_AGE"), "{bad}");
+        }
     }
 
     #[test]

@@ -57,8 +57,63 @@ pub trait Sink: Send + Sync + fmt::Debug + 'static {
         Pacing::NONE
     }
 
+    /// How long an alert may wait for this sink (while it is down or
+    /// rate-limited) before it is given up and reported. Default: the
+    /// alerter's [`max_age`](super::AlerterBuilder::max_age), 10 minutes.
+    fn max_age(&self) -> Option<Duration> {
+        None
+    }
+
     /// Makes one delivery attempt.
     fn deliver<'a>(&'a self, notification: &'a Notification) -> DeliverFuture<'a>;
+
+    /// This sink, keeping an undelivered alert for `age` instead of the
+    /// alerter's [`max_age`](super::AlerterBuilder::max_age).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use watchpost::alert::{Alerter, LogSink, Sink};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // A pager that must not ring about what happened an hour ago.
+    /// let alerter = Alerter::builder()
+    ///     .sink(LogSink::new().with_max_age(Duration::from_secs(120)))
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    fn with_max_age(self, age: Duration) -> WithMaxAge<Self>
+    where
+        Self: Sized,
+    {
+        WithMaxAge { sink: self, age }
+    }
+}
+
+/// A sink with its own max age, from [`Sink::with_max_age`].
+#[derive(Debug)]
+pub struct WithMaxAge<S> {
+    sink: S,
+    age: Duration,
+}
+
+impl<S: Sink> Sink for WithMaxAge<S> {
+    fn name(&self) -> &str {
+        self.sink.name()
+    }
+
+    fn pacing(&self) -> Pacing {
+        self.sink.pacing()
+    }
+
+    fn max_age(&self) -> Option<Duration> {
+        Some(self.age)
+    }
+
+    fn deliver<'a>(&'a self, notification: &'a Notification) -> DeliverFuture<'a> {
+        self.sink.deliver(notification)
+    }
 }
 
 /// The rate a sink's API accepts, enforced by the delivery worker.
@@ -100,12 +155,13 @@ impl Pacing {
 #[non_exhaustive]
 pub enum SinkErrorKind {
     /// The API said to slow down: wait `retry_after`, then retry. Does not
-    /// use up the retry budget.
+    /// count as a failed attempt.
     RateLimited {
         /// How long the API asked to wait.
         retry_after: Duration,
     },
-    /// A 5xx, a timeout, a refused connection: retry with backoff.
+    /// A 5xx, a timeout, a refused connection: the sink is down; it is
+    /// probed again with backoff until the alert's max age.
     Transient,
     /// The API refused this message (400, 403, 404): not retried.
     Rejected,

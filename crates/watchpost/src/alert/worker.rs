@@ -1,21 +1,24 @@
 //! The delivery thread: a bounded queue drained by one thread with its own
-//! current-thread Tokio runtime, one lane per sink (so a slow or paced sink
-//! never holds up the others), retries, pacing and failure logging.
+//! current-thread Tokio runtime, where the store is asked about each alert
+//! (dedupe, incidents) before it is handed to one [lane](super::lane) per
+//! sink, so a slow, paced or failing sink never holds up the others.
 
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use futures_util::FutureExt;
 use tokio::sync::Notify;
 
+use super::lane::{self, Entry, FailureLog, Fanout, Lane, SinkCounters};
 use super::notification::{Notification, NotificationKind};
-use super::sink::{Pacing, Sink, SinkError, SinkErrorKind};
+use super::sink::Sink;
 use super::store::{AlertStore, Claim};
+use crate::clock::{Busy, Clock};
 use crate::engine::Engine;
 
 /// Target of watchpost's own delivery logs. The tracing layer ignores it,
@@ -35,7 +38,8 @@ pub(crate) fn on_delivery_thread() -> bool {
 /// The delivery settings, from the builder.
 #[derive(Debug, Clone)]
 pub(crate) struct DeliveryConfig {
-    pub(crate) max_attempts: u32,
+    /// `None`: retried until the max age.
+    pub(crate) max_attempts: Option<u32>,
     pub(crate) max_age: Duration,
     pub(crate) backoff_initial: Duration,
     pub(crate) backoff_max: Duration,
@@ -50,15 +54,14 @@ pub(crate) struct Counters {
     pub(crate) suppressed: AtomicU64,
     pub(crate) dropped: AtomicU64,
     pub(crate) failed: AtomicU64,
-    /// Per sink, in order: switched off for the life of the process (a
-    /// wrong token, a deleted webhook).
-    pub(crate) disabled: Box<[AtomicBool]>,
+    /// Per sink, in order.
+    pub(crate) sinks: Box<[Arc<SinkCounters>]>,
 }
 
 impl Counters {
     pub(crate) fn new(sinks: usize) -> Self {
         Self {
-            disabled: (0..sinks).map(|_| AtomicBool::new(false)).collect(),
+            sinks: (0..sinks).map(|_| Arc::default()).collect(),
             ..Self::default()
         }
     }
@@ -68,8 +71,10 @@ impl Counters {
     }
 }
 
-/// Set when a job is finished (delivered, failed, dropped or suppressed);
-/// what the panic hook waits on.
+/// Set once a job is settled: suppressed, dropped, or tried once on every
+/// sink (delivered, or failed at least once: a refused connection is final
+/// for whoever waits, the lane keeps retrying); what the panic hook waits
+/// on.
 #[derive(Debug, Default)]
 pub(crate) struct Done {
     done: Mutex<bool>,
@@ -77,7 +82,7 @@ pub(crate) struct Done {
 }
 
 impl Done {
-    fn set(&self) {
+    pub(crate) fn set(&self) {
         *self.done.lock().unwrap_or_else(PoisonError::into_inner) = true;
         self.cv.notify_all();
     }
@@ -106,6 +111,9 @@ pub(crate) struct Job {
     pub(crate) notification: Notification,
     pub(crate) op: StoreOp,
     pub(crate) done: Option<Arc<Done>>,
+    /// Held until the job reaches the lanes, so a
+    /// [`ManualClock`](crate::ManualClock) step waits for it.
+    pub(crate) busy: Busy,
 }
 
 /// The queue between callers and the delivery thread.
@@ -188,8 +196,13 @@ impl Queue {
         }
     }
 
+    /// One more message to wait for (one a lane made up itself).
+    pub(crate) fn add_pending(&self) {
+        self.lock().pending += 1;
+    }
+
     /// A job is finished.
-    fn finish(&self) {
+    pub(crate) fn finish(&self) {
         let mut state = self.lock();
         state.pending = state.pending.saturating_sub(1);
         if state.pending == 0 {
@@ -208,8 +221,9 @@ impl Queue {
         state.pending == 0
     }
 
-    pub(crate) fn len(&self) -> usize {
-        self.lock().jobs.len()
+    /// Jobs queued or on their way through the lanes.
+    pub(crate) fn pending(&self) -> usize {
+        self.lock().pending
     }
 
     /// No more jobs: the worker delivers what is queued and stops.
@@ -219,130 +233,61 @@ impl Queue {
     }
 }
 
-/// A job fanned out to several lanes: finished when the last lane is done.
-#[derive(Debug)]
-struct Fanout {
-    remaining: AtomicUsize,
-    done: Option<Arc<Done>>,
-    queue: Arc<Queue>,
-}
-
-impl Fanout {
-    fn part_done(&self) {
-        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.queue.finish();
-            if let Some(done) = &self.done {
-                done.set();
-            }
-        }
-    }
-}
-
-#[derive(Debug)]
-struct Part {
-    notification: Arc<Notification>,
-    fanout: Arc<Fanout>,
-    queued_at: Instant,
-}
-
-/// One sink's queue.
-#[derive(Debug)]
-struct Lane {
-    sink: Arc<dyn Sink>,
-    parts: Mutex<(VecDeque<Part>, bool)>,
-    wake: Notify,
-    capacity: usize,
-}
-
-impl Lane {
-    fn push(&self, part: Part, counters: &Counters) {
-        let dropped = {
-            let mut parts = self.parts.lock().unwrap_or_else(PoisonError::into_inner);
-            let dropped = if parts.0.len() >= self.capacity {
-                parts.0.pop_front()
-            } else {
-                None
-            };
-            parts.0.push_back(part);
-            dropped
-        };
-        self.wake.notify_one();
-        if let Some(old) = dropped {
-            Counters::add(&counters.dropped);
-            old.fanout.part_done();
-        }
-    }
-
-    fn close(&self) {
-        self.parts.lock().unwrap_or_else(PoisonError::into_inner).1 = true;
-        self.wake.notify_one();
-    }
-
-    async fn pop(&self) -> Option<Part> {
-        loop {
-            {
-                let mut parts = self.parts.lock().unwrap_or_else(PoisonError::into_inner);
-                if let Some(part) = parts.0.pop_front() {
-                    return Some(part);
-                }
-                if parts.1 {
-                    return None;
-                }
-            }
-            self.wake.notified().await;
-        }
-    }
-}
-
 /// Marks the calling thread as watchpost's, where a panic or an error
 /// event must not become an alert.
 pub(crate) fn mark_delivery_thread() {
     ON_DELIVERY_THREAD.with(|f| f.set(true));
 }
 
-/// Starts watchpost's thread, delivering what `queue` receives.
-pub(crate) fn spawn(
-    queue: Arc<Queue>,
-    sinks: Vec<Arc<dyn Sink>>,
-    store: Arc<dyn AlertStore>,
-    config: DeliveryConfig,
-    counters: Arc<Counters>,
-) -> std::io::Result<Engine> {
-    Engine::start(run(queue, sinks, store, config, counters))
+/// What the delivery thread works with.
+pub(crate) struct Delivery {
+    pub(crate) queue: Arc<Queue>,
+    pub(crate) sinks: Vec<Arc<dyn Sink>>,
+    pub(crate) store: Arc<dyn AlertStore>,
+    pub(crate) config: DeliveryConfig,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) clock: Clock,
 }
 
-async fn run(
-    queue: Arc<Queue>,
-    sinks: Vec<Arc<dyn Sink>>,
-    store: Arc<dyn AlertStore>,
-    config: DeliveryConfig,
-    counters: Arc<Counters>,
-) {
+/// Starts watchpost's thread, delivering what `queue` receives.
+pub(crate) fn spawn(delivery: Delivery) -> std::io::Result<Engine> {
+    Engine::start(run(delivery))
+}
+
+async fn run(delivery: Delivery) {
+    let Delivery {
+        queue,
+        sinks,
+        store,
+        config,
+        counters,
+        clock,
+    } = delivery;
     let capacity = queue.capacity;
-    let lanes: Vec<Arc<Lane>> = sinks
+    let lanes: Arc<[Arc<Lane>]> = sinks
         .into_iter()
-        .map(|sink| {
-            Arc::new(Lane {
+        .zip(counters.sinks.iter())
+        .map(|(sink, c)| {
+            Arc::new(Lane::new(
                 sink,
-                parts: Mutex::default(),
-                wake: Notify::new(),
                 capacity,
-            })
+                clock.clone(),
+                c.clone(),
+                queue.clone(),
+            ))
         })
         .collect();
-    let tasks: Vec<_> = lanes
-        .iter()
-        .enumerate()
-        .map(|(i, lane)| {
-            tokio::spawn(drive_lane(
+    let tasks: Vec<_> = (0..lanes.len())
+        .map(|i| {
+            tokio::spawn(lane::drive(
                 i,
-                lane.clone(),
+                lanes.clone(),
                 config.clone(),
                 counters.clone(),
             ))
         })
         .collect();
-    let store_log = Mutex::new(FailureLog::default());
+    let store_log = Mutex::new(FailureLog::new(clock.clone(), "store failures"));
     // The store is asked about several alerts at once, so a slow or dead
     // one delays each alert by its timeout at most, not by the sum of
     // theirs. Questions about one key wait for the one before (an
@@ -360,7 +305,7 @@ async fn run(
                 if chains.get(&settled.key).is_some_and(|c| c.seq == seq) {
                     chains.remove(&settled.key);
                 }
-                dispatch(settled, &lanes, &queue, &counters);
+                dispatch(settled, &lanes, &queue, &counters, &clock, &config);
             }
             job = queue.pop(), if open && settling.len() < MAX_SETTLING => match job {
                 Some(job) => {
@@ -384,7 +329,7 @@ async fn run(
             else => break,
         }
     }
-    for lane in &lanes {
+    for lane in lanes.iter() {
         lane.close();
     }
     for task in tasks {
@@ -408,6 +353,7 @@ struct Settled {
     key: String,
     op: StoreOp,
     done: Option<Arc<Done>>,
+    busy: Busy,
 }
 
 async fn settle_job(
@@ -422,45 +368,57 @@ async fn settle_job(
         key,
         op: job.op,
         done: job.done,
+        busy: job.busy,
     }
 }
 
 /// Hands a settled job to every sink's lane.
-fn dispatch(job: Settled, lanes: &[Arc<Lane>], queue: &Arc<Queue>, counters: &Counters) {
-    let Some(notification) = job.notification else {
-        if matches!(job.op, StoreOp::Claim { .. }) {
+fn dispatch(
+    job: Settled,
+    lanes: &[Arc<Lane>],
+    queue: &Arc<Queue>,
+    counters: &Counters,
+    clock: &Clock,
+    config: &DeliveryConfig,
+) {
+    let Settled {
+        notification,
+        op,
+        done,
+        busy,
+        ..
+    } = job;
+    let Some(notification) = notification else {
+        if matches!(op, StoreOp::Claim { .. }) {
             Counters::add(&counters.suppressed);
         }
         queue.finish();
-        if let Some(done) = job.done {
+        if let Some(done) = done {
             done.set();
         }
         return;
     };
     if lanes.is_empty() {
         queue.finish();
-        if let Some(done) = job.done {
+        if let Some(done) = done {
             done.set();
         }
         return;
     }
+    // A panic alert (the hook waits for it) goes first in line.
+    let urgent = done.is_some();
     let notification = Arc::new(notification);
-    let fanout = Arc::new(Fanout {
-        remaining: AtomicUsize::new(lanes.len()),
-        done: job.done,
-        queue: queue.clone(),
-    });
-    let queued_at = Instant::now();
+    let fanout = Arc::new(Fanout::new(lanes.len(), done, queue.clone()));
+    let now = clock.now();
     for lane in lanes {
-        lane.push(
-            Part {
-                notification: notification.clone(),
-                fanout: fanout.clone(),
-                queued_at,
-            },
-            counters,
-        );
+        let age = lane.sink.max_age().unwrap_or(config.max_age);
+        let entry = Entry::new(notification.clone(), fanout.clone(), now + age, urgent);
+        if !lane.push(entry) {
+            Counters::add(&counters.suppressed);
+        }
     }
+    // The lanes hold the clock's steps now.
+    drop(busy);
 }
 
 /// Asks the store; `None` when nothing should be delivered.
@@ -476,6 +434,7 @@ async fn settle(
         log.lock().unwrap_or_else(PoisonError::into_inner).warn(
             "store",
             &format!("alert store unavailable, delivering anyway: {e}"),
+            1,
         );
     };
     match op {
@@ -520,265 +479,4 @@ async fn settle(
         }
     }
     Some(n)
-}
-
-async fn drive_lane(
-    index: usize,
-    lane: Arc<Lane>,
-    config: DeliveryConfig,
-    counters: Arc<Counters>,
-) {
-    let mut pacer = Pacer::new(lane.sink.pacing());
-    let mut log = Logs::default();
-    let mut disabled = false;
-    let mut rng = Jitter::new();
-    while let Some(part) = lane.pop().await {
-        if disabled {
-            Counters::add(&counters.failed);
-        } else {
-            match deliver(&*lane.sink, &part, &config, &mut pacer, &mut log, &mut rng).await {
-                Ok(()) => Counters::add(&counters.sent),
-                Err(e) => {
-                    Counters::add(&counters.failed);
-                    if e.kind() == SinkErrorKind::Disabled {
-                        disabled = true;
-                        if let Some(flag) = counters.disabled.get(index) {
-                            flag.store(true, Ordering::Relaxed);
-                        }
-                        crate::loud::say(&format!(
-                            "alert sink {} is disabled for the life of the process: {e}. \
-                             Alerts no longer reach it; fix its configuration and restart.",
-                            lane.sink.name()
-                        ));
-                    }
-                }
-            }
-        }
-        part.fanout.part_done();
-    }
-}
-
-/// Delivers one part with retries; the error is the last attempt's.
-async fn deliver(
-    sink: &dyn Sink,
-    part: &Part,
-    config: &DeliveryConfig,
-    pacer: &mut Pacer,
-    log: &mut Logs,
-    jitter: &mut Jitter,
-) -> Result<(), SinkError> {
-    let name = sink.name();
-    let mut failures = 0u32;
-    let deadline = part.queued_at + config.max_age;
-    loop {
-        pacer.wait().await;
-        // `async` so a sink that panics before returning its future is
-        // caught too.
-        let attempt =
-            AssertUnwindSafe(async { sink.deliver(&part.notification).await }).catch_unwind();
-        let error = match tokio::time::timeout(config.attempt_timeout, attempt).await {
-            Ok(Ok(Ok(()))) => return Ok(()),
-            Ok(Ok(Err(e))) => e,
-            Ok(Err(_)) => SinkError::rejected("the sink panicked"),
-            Err(_) => SinkError::transient(format!(
-                "no answer within {}",
-                super::notification::format_duration(config.attempt_timeout)
-            )),
-        };
-        let wait = match error.kind() {
-            SinkErrorKind::RateLimited { retry_after } => retry_after,
-            SinkErrorKind::Transient => {
-                failures += 1;
-                if failures >= config.max_attempts {
-                    log.given_up.warn(
-                        name,
-                        &format!("alert not delivered after {failures} attempts: {error}"),
-                    );
-                    return Err(error);
-                }
-                jitter.backoff(config.backoff_initial, config.backoff_max, failures)
-            }
-            SinkErrorKind::Rejected => {
-                log.given_up
-                    .warn(name, &format!("alert rejected, not retried: {error}"));
-                return Err(error);
-            }
-            SinkErrorKind::Disabled => return Err(error),
-        };
-        if Instant::now() + wait > deadline {
-            log.given_up.warn(
-                name,
-                &format!(
-                    "alert dropped: still failing after {} ({error})",
-                    super::notification::format_duration(config.max_age)
-                ),
-            );
-            return Err(error);
-        }
-        log.retrying.warn(
-            name,
-            &format!(
-                "alert delivery failed, retrying in {}: {error}",
-                super::notification::format_duration(wait)
-            ),
-        );
-        tokio::time::sleep(wait).await;
-    }
-}
-
-/// A sink's two failure logs: retries, and alerts given up. Each logs at
-/// most once a minute, so a retry warning never hides a give-up.
-#[derive(Debug, Default)]
-struct Logs {
-    retrying: FailureLog,
-    given_up: FailureLog,
-}
-
-/// Logs a sink's failures at most once a minute, saying how many it
-/// skipped in between.
-#[derive(Debug, Default)]
-struct FailureLog {
-    last: Option<Instant>,
-    skipped: u64,
-}
-
-impl FailureLog {
-    const EVERY: Duration = Duration::from_secs(60);
-
-    fn warn(&mut self, sink: &str, message: &str) {
-        let now = Instant::now();
-        if self
-            .last
-            .is_some_and(|t| now.duration_since(t) < Self::EVERY)
-        {
-            self.skipped += 1;
-            return;
-        }
-        if self.skipped > 0 {
-            tracing::warn!(
-                target: LOG_TARGET,
-                sink,
-                skipped = self.skipped,
-                "{message} (+{} similar failures not logged)",
-                self.skipped
-            );
-        } else {
-            tracing::warn!(target: LOG_TARGET, sink, "{message}");
-        }
-        self.last = Some(now);
-        self.skipped = 0;
-    }
-}
-
-/// Waits out a sink's [`Pacing`].
-#[derive(Debug)]
-struct Pacer {
-    pacing: Pacing,
-    recent: VecDeque<tokio::time::Instant>,
-}
-
-impl Pacer {
-    fn new(pacing: Pacing) -> Self {
-        Self {
-            pacing,
-            recent: VecDeque::new(),
-        }
-    }
-
-    async fn wait(&mut self) {
-        let now = tokio::time::Instant::now();
-        let mut at = now;
-        if let Some(&last) = self.recent.back() {
-            at = at.max(last + self.pacing.min_interval);
-        }
-        if let Some(n) = self.pacing.per_minute {
-            let minute = Duration::from_secs(60);
-            while self
-                .recent
-                .front()
-                .is_some_and(|&t| now.saturating_duration_since(t) >= minute)
-            {
-                self.recent.pop_front();
-            }
-            if self.recent.len() >= n.max(1) as usize {
-                if let Some(&oldest) = self.recent.front() {
-                    at = at.max(oldest + minute);
-                }
-            }
-        }
-        if at > now {
-            tokio::time::sleep_until(at).await;
-        }
-        self.recent.push_back(tokio::time::Instant::now());
-        let keep = self.pacing.per_minute.map_or(1, |n| n.max(1) as usize);
-        while self.recent.len() > keep {
-            self.recent.pop_front();
-        }
-    }
-}
-
-/// A tiny xorshift for backoff jitter (no need for a crypto RNG).
-#[derive(Debug)]
-struct Jitter(u64);
-
-impl Jitter {
-    fn new() -> Self {
-        use std::hash::{BuildHasher, Hasher};
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u64(
-            SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64),
-        );
-        Self(h.finish() | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    /// Exponential backoff with "equal jitter": between half and all of
-    /// `initial * 2^(attempt-1)`, capped at `max`.
-    fn backoff(&mut self, initial: Duration, max: Duration, attempt: u32) -> Duration {
-        let exp = initial
-            .saturating_mul(1u32 << attempt.saturating_sub(1).min(20))
-            .min(max);
-        let half = exp / 2;
-        let nanos = u64::try_from(half.as_nanos()).unwrap_or(u64::MAX);
-        let extra = if nanos == 0 { 0 } else { self.next() % nanos };
-        half + Duration::from_nanos(extra)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_and_stays_capped() {
-        let mut j = Jitter::new();
-        let initial = Duration::from_secs(1);
-        let max = Duration::from_secs(60);
-        for attempt in 1..40 {
-            let d = j.backoff(initial, max, attempt);
-            let exp = initial.saturating_mul(1 << (attempt - 1).min(20)).min(max);
-            assert!(d >= exp / 2 && d <= exp, "attempt {attempt}: {d:?}");
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn pacing_spaces_deliveries_and_caps_the_minute() {
-        let mut p = Pacer::new(Pacing::every(Duration::from_secs(1)).per_minute(20));
-        let t0 = tokio::time::Instant::now();
-        for _ in 0..21 {
-            p.wait().await;
-        }
-        // 20 a second apart, then the 21st waits for the minute.
-        let elapsed = t0.elapsed();
-        assert!(elapsed >= Duration::from_secs(60), "{elapsed:?}");
-        assert!(elapsed < Duration::from_secs(62), "{elapsed:?}");
-    }
 }
