@@ -52,6 +52,7 @@
 
 mod conn;
 mod keys;
+mod outbox;
 mod ratelimit;
 mod store;
 

@@ -126,6 +126,7 @@ struct Inner {
     claim: Script,
     close: Script,
     close_if_older: Script,
+    outbox: crate::outbox::Scripts,
     /// Redis incident key → when it was closed locally (unix ms), while
     /// Redis was down.
     pending_closes: Mutex<HashMap<String, u64>>,
@@ -170,6 +171,23 @@ impl RedisStore {
     /// While `false`, dedupe and incidents are local to this process.
     pub fn is_available(&self) -> bool {
         self.inner.conn.is_available()
+    }
+
+    pub(crate) fn prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
+    pub(crate) fn scripts(&self) -> &crate::outbox::Scripts {
+        &self.inner.outbox
+    }
+
+    /// Runs `command` on Redis: `None` if Redis is down (now or recently).
+    pub(crate) async fn run_shared<T, F, Fut>(&self, command: F) -> Option<T>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        self.inner.shared(command).await
     }
 }
 
@@ -297,6 +315,7 @@ impl RedisStoreBuilder {
                 claim: Script::new(CLAIM),
                 close: Script::new(CLOSE),
                 close_if_older: Script::new(CLOSE_IF_OLDER),
+                outbox: crate::outbox::Scripts::new(),
                 pending_closes: Mutex::default(),
             }),
         })
@@ -383,7 +402,39 @@ impl Inner {
     }
 }
 
+/// The outbox (see [`OutboxRecord`](watchpost::alert::OutboxRecord)):
+/// alerts a sink has not yet received survive a restart, a crash or the
+/// end of a panicking process, and the next process (or another replica)
+/// delivers them within their max age, at least once.
 impl AlertStore for RedisStore {
+    fn keeps_outbox(&self) -> bool {
+        true
+    }
+
+    fn outbox_put<'a>(
+        &'a self,
+        owner: &'a str,
+        record: &'a watchpost::alert::OutboxRecord,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(self.put_record(owner, record))
+    }
+
+    fn outbox_ack<'a>(&'a self, owner: &'a str, id: &'a str, sink: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(self.ack_record(owner, id, sink))
+    }
+
+    fn outbox_adopt<'a>(
+        &'a self,
+        owner: &'a str,
+        lease: Duration,
+    ) -> StoreFuture<'a, Vec<watchpost::alert::OutboxRecord>> {
+        Box::pin(self.adopt_records(owner, lease))
+    }
+
+    fn outbox_release<'a>(&'a self, owner: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(self.release_owner(owner))
+    }
+
     fn claim<'a>(
         &'a self,
         key: &'a str,

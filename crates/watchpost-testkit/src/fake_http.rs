@@ -151,6 +151,15 @@ pub fn sentry_error(status: u16, detail: &str, rate_limits: Option<&str>) -> Rep
     }
 }
 
+/// The `text` of every Bot API request `server` received, in order.
+pub fn telegram_texts(server: &FakeHttp) -> Vec<String> {
+    server
+        .requests()
+        .iter()
+        .map(|r| r.json()["text"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
 /// A port on 127.0.0.1 that nothing listens on (connections are refused).
 pub fn closed_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -96,10 +96,29 @@ impl Drop for Inner {
         }
         if !self.alerter.flush(self.flush_timeout) {
             let queued = self.alerter.stats().queued;
+            let down: Vec<String> = self
+                .alerter
+                .sink_stats()
+                .into_iter()
+                .filter(|s| s.queued > 0)
+                .map(|s| format!("{} ({} waiting)", s.name, s.queued))
+                .collect();
+            let fate = if self.alerter.keeps_outbox() {
+                "they stay in the shared store's outbox, and the next process \
+                 (or another replica) delivers them"
+            } else {
+                "they are lost when the process exits (with a shared store, \
+                 `.shared(RedisStore::open(url)?)`, the next process would deliver them)"
+            };
             crate::loud::say(&format!(
                 "{queued} alert(s) still undelivered when the Watchpost was dropped \
-                 (waited {}): a sink is down or slow",
-                crate::alert::format_duration(self.flush_timeout)
+                 (waited {}; {}): {fate}",
+                crate::alert::format_duration(self.flush_timeout),
+                if down.is_empty() {
+                    "a sink is slow".to_owned()
+                } else {
+                    down.join(", ")
+                }
             ));
         }
     }

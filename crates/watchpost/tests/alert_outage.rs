@@ -9,10 +9,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use serde_json::Value;
 use watchpost::alert::{Alert, Alerter, MemorySink, TelegramSink};
 use watchpost::ManualClock;
-use watchpost_testkit::fake_http::{closed_port, telegram_ok, FakeHttp, Recorded, Reply};
+use watchpost_testkit::fake_http::{closed_port, telegram_ok, telegram_texts, FakeHttp, Reply};
 use watchpost_testkit::logs::{capture_global, captured};
 
 const TOKEN: &str = "123456:OUTAGE-token_xyz";
@@ -23,28 +22,27 @@ fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
 
-/// An alerter on `manual` whose Telegram sink talks to `addr`.
-fn alerter(manual: &ManualClock, addr: SocketAddr) -> Alerter {
+/// A Telegram sink talking to `addr` (the log captured).
+fn telegram(addr: SocketAddr) -> TelegramSink {
     capture_global();
-    let sink = TelegramSink::builder(TOKEN, "-4242")
+    TelegramSink::builder(TOKEN, "-4242")
         .api_url(format!("http://{addr}"))
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+/// An alerter on `manual` whose Telegram sink talks to `addr`.
+fn alerter(manual: &ManualClock, addr: SocketAddr) -> Alerter {
     Alerter::builder()
         .service("checkout-api")
-        .sink(sink)
+        .sink(telegram(addr))
         .clock(manual.clock())
         .build()
         .unwrap()
 }
 
 fn texts(server: &FakeHttp) -> Vec<String> {
-    server
-        .requests()
-        .iter()
-        .map(Recorded::json)
-        .map(|b: Value| b["text"].as_str().unwrap_or_default().to_owned())
-        .collect()
+    telegram_texts(server)
 }
 
 fn position(texts: &[String], needle: &str) -> usize {
@@ -189,14 +187,9 @@ fn a_long_outage_gives_up_exactly_what_is_older_than_max_age_and_summarizes_it()
     let manual = ManualClock::new();
     let addr: SocketAddr = ([127, 0, 0, 1], closed_port()).into();
     let memory = MemorySink::new();
-    capture_global();
-    let telegram = TelegramSink::builder(TOKEN, "-4242")
-        .api_url(format!("http://{addr}"))
-        .build()
-        .unwrap();
     let alerter = Alerter::builder()
         .service("checkout-api")
-        .sink(telegram)
+        .sink(telegram(addr))
         .sink(memory.clone())
         .clock(manual.clock())
         .build()
@@ -268,13 +261,8 @@ fn a_long_outage_gives_up_exactly_what_is_older_than_max_age_and_summarizes_it()
 fn alerts_repeating_during_an_outage_arrive_as_one_with_the_count() {
     let manual = ManualClock::new();
     let addr: SocketAddr = ([127, 0, 0, 1], closed_port()).into();
-    capture_global();
-    let telegram = TelegramSink::builder(TOKEN, "-4242")
-        .api_url(format!("http://{addr}"))
-        .build()
-        .unwrap();
     let alerter = Alerter::builder()
-        .sink(telegram)
+        .sink(telegram(addr))
         .dedupe_window(secs(60))
         .clock(manual.clock())
         .build()

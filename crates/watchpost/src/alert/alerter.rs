@@ -62,6 +62,8 @@ struct Inner {
     counters: Arc<Counters>,
     sinks: Vec<String>,
     engine: Engine,
+    /// Whether the store keeps undelivered alerts across restarts.
+    outbox: bool,
 }
 
 impl Drop for Inner {
@@ -286,6 +288,11 @@ impl Alerter {
             return false;
         }
         done.wait(timeout)
+    }
+
+    /// Whether undelivered alerts are kept in the store's outbox.
+    pub(crate) fn keeps_outbox(&self) -> bool {
+        self.inner.outbox
     }
 
     /// Whether the current thread is this alerter's delivery thread.
@@ -673,6 +680,7 @@ impl AlerterBuilder {
             .store
             .unwrap_or_else(|| Arc::new(MemoryStore::new()) as Arc<dyn AlertStore>);
         let counters = Arc::new(Counters::new(sinks.len()));
+        let outbox = store.keeps_outbox();
         let queue = Arc::new(Queue::new(self.queue_capacity, counters.clone()));
         let engine = worker::spawn(Delivery {
             queue: queue.clone(),
@@ -681,6 +689,7 @@ impl AlerterBuilder {
             config: self.delivery,
             counters: counters.clone(),
             clock: self.clock.clone(),
+            host: self.service.host.clone(),
         })
         .map_err(ConfigError::Spawn)?;
         let origin = self.clock.now();
@@ -692,6 +701,7 @@ impl AlerterBuilder {
             counters,
             sinks: names,
             engine,
+            outbox,
         });
         if self.looping.is_some() {
             let weak: Weak<dyn Tick> = Arc::downgrade(&inner) as Weak<dyn Tick>;

@@ -36,6 +36,7 @@ use tokio::sync::Notify;
 
 use super::model::Alert;
 use super::notification::{format_duration, Notification, NotificationKind};
+use super::outbox::Outbox;
 use super::sink::{Pacing, Sink, SinkError, SinkErrorKind};
 use super::worker::{DeliveryConfig, Done, Queue, LOG_TARGET};
 use crate::clock::{Busy, Clock};
@@ -224,6 +225,9 @@ pub(crate) struct Entry {
     /// One of the lane's own messages (a summary, another sink's
     /// give-ups), never reported as lost in turn.
     own: bool,
+    /// Its record in the store's outbox, acknowledged when the lane is
+    /// done with it.
+    ticket: Option<Arc<str>>,
     deadline: Instant,
     attempts: u32,
     tried: bool,
@@ -242,6 +246,7 @@ impl Entry {
             folded: 0,
             fanout: Some(fanout),
             own: false,
+            ticket: None,
             deadline,
             attempts: 0,
             tried: false,
@@ -258,11 +263,18 @@ impl Entry {
             folded: 0,
             fanout: Some(Arc::new(Fanout::new(1, None, lane.queue.clone()))),
             own: true,
+            ticket: None,
             deadline,
             attempts: 0,
             tried: false,
             urgent: false,
         }
+    }
+
+    /// Keeps it in the store's outbox under `id` until the lane is done.
+    pub(crate) fn with_ticket(mut self, id: Option<Arc<str>>) -> Self {
+        self.ticket = id;
+        self
     }
 
     fn mark_tried(&mut self) {
@@ -306,10 +318,13 @@ pub(crate) struct Lane {
     clock: Clock,
     counters: Arc<SinkCounters>,
     queue: Arc<Queue>,
+    outbox: Option<Arc<Outbox>>,
 }
 
 #[derive(Debug, Default)]
 struct LaneState {
+    /// Outbox records to acknowledge for this sink.
+    acks: Vec<Arc<str>>,
     entries: VecDeque<Entry>,
     /// Dropped from a full queue, to be accounted by the driver.
     overflow: Vec<Entry>,
@@ -329,6 +344,7 @@ impl Lane {
         clock: Clock,
         counters: Arc<SinkCounters>,
         queue: Arc<Queue>,
+        outbox: Option<Arc<Outbox>>,
     ) -> Self {
         Self {
             sink,
@@ -338,6 +354,7 @@ impl Lane {
             clock,
             counters,
             queue,
+            outbox,
         }
     }
 
@@ -348,7 +365,7 @@ impl Lane {
     /// Queues `entry`: an urgent one first in line, an alert whose key is
     /// already waiting folded into it. `false` if it was folded (and so is
     /// finished here).
-    pub(crate) fn push(&self, entry: Entry) -> bool {
+    pub(crate) fn push(&self, mut entry: Entry) -> bool {
         let mut st = self.lock();
         if entry.foldable() {
             let key = &entry.notification.key;
@@ -361,6 +378,9 @@ impl Lane {
                 same.folded = same
                     .folded
                     .saturating_add(1 + entry.notification.similar + entry.folded);
+                if let Some(id) = entry.ticket.take() {
+                    st.acks.push(id);
+                }
                 drop(st);
                 entry.finish();
                 return false;
@@ -480,6 +500,27 @@ impl Lane {
         let mut st = self.lock();
         if st.pushes == seen && !st.closed {
             st.running = None;
+        }
+    }
+
+    /// The lane is done with `entry` (delivered, folded or given up for
+    /// good): its outbox record is acknowledged for this sink, unless
+    /// `keep` (still queued at shutdown: the next process delivers it).
+    fn retire(&self, mut entry: Entry, keep: bool) {
+        if let Some(id) = entry.ticket.take().filter(|_| !keep) {
+            self.lock().acks.push(id);
+        }
+        entry.finish();
+    }
+
+    /// Acknowledges what the lane is done with, in the store's outbox.
+    async fn acknowledge(&self, log: &mut FailureLog) {
+        let Some(outbox) = &self.outbox else { return };
+        let acks = std::mem::take(&mut self.lock().acks);
+        for id in acks {
+            if let Err(e) = outbox.ack(&id, self.sink.name()).await {
+                log.warn(self.sink.name(), &e, 1);
+            }
         }
     }
 
@@ -722,6 +763,7 @@ impl Driver {
                 .lane
                 .next(now, ready_at, self.disabled, &mut self.given_up);
             self.account();
+            lane.acknowledge(&mut self.logs.store).await;
             match next {
                 Next::Stop => break,
                 Next::Wait(None, seen) => {
@@ -749,6 +791,7 @@ impl Driver {
                 Next::Deliver(entry) => {
                     self.deliver(entry).await;
                     self.account();
+                    lane.acknowledge(&mut self.logs.store).await;
                 }
             }
         }
@@ -759,7 +802,7 @@ impl Driver {
     /// from its outcome.
     async fn deliver(&mut self, mut entry: Entry) {
         if self.lost.fold_resolution(&entry.notification) {
-            entry.finish();
+            self.lane.retire(entry, false);
             return;
         }
         let outcome = attempt(
@@ -774,7 +817,7 @@ impl Driver {
         let error = match outcome {
             Ok(()) => {
                 self.delivered(&entry, now);
-                entry.finish();
+                self.lane.retire(entry, false);
                 return;
             }
             Err(error) => error,
@@ -881,7 +924,7 @@ impl Driver {
                 && matches!(e.notification.kind, NotificationKind::Resolved { .. })
         }) {
             lost.fold_resolution(&resolved.notification);
-            resolved.finish();
+            lane.retire(resolved, false);
         }
         let at = self.clock.system_time();
         if let Some(summary) = lost.take_summary(&entry.notification, &self.name, at) {
@@ -925,15 +968,15 @@ impl Driver {
                 }
                 like.get_or_insert_with(|| entry.notification.clone());
             }
-            finished.push(entry);
+            finished.push((entry, reason == GiveUpReason::Shutdown));
         }
         // Logged and reported before the entries are finished: whoever
         // waits for them (a flush) sees the books complete.
         if let Some(like) = like {
             self.report(alerts, &titles, &reasons, &like);
         }
-        for entry in finished {
-            entry.finish();
+        for (entry, keep) in finished {
+            self.lane.retire(entry, keep);
         }
     }
 
@@ -1016,6 +1059,7 @@ async fn attempt(
 struct Logs {
     retrying: FailureLog,
     given_up: FailureLog,
+    store: FailureLog,
     last_error: Option<SinkError>,
 }
 
@@ -1023,7 +1067,8 @@ impl Logs {
     fn new(clock: Clock) -> Self {
         Self {
             retrying: FailureLog::new(clock.clone(), "failed attempts"),
-            given_up: FailureLog::new(clock, "more alerts given up"),
+            given_up: FailureLog::new(clock.clone(), "more alerts given up"),
+            store: FailureLog::new(clock, "outbox failures"),
             last_error: None,
         }
     }
@@ -1031,6 +1076,7 @@ impl Logs {
     fn flush(&mut self, sink: &str) {
         self.retrying.flush(sink);
         self.given_up.flush(sink);
+        self.store.flush(sink);
     }
 }
 

@@ -68,6 +68,7 @@ mod gate;
 mod lane;
 mod model;
 mod notification;
+mod outbox;
 mod sink;
 mod sinks;
 mod store;
@@ -81,6 +82,7 @@ pub use self::fingerprint::fingerprint;
 pub use self::lane::{GiveUpReason, GiveUps, SinkStats};
 pub use self::model::{Alert, ParseSeverityError, ServiceInfo, Severity};
 pub use self::notification::{format_duration, Notification, NotificationKind};
+pub use self::outbox::OutboxRecord;
 pub use self::sink::{DeliverFuture, Pacing, Sink, SinkError, SinkErrorKind, WithMaxAge};
 pub use self::sinks::LogSink;
 #[cfg(feature = "test-util")]

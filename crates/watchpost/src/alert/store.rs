@@ -7,6 +7,8 @@ use std::pin::Pin;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
+use super::outbox::OutboxRecord;
+
 /// The future an [`AlertStore`] method returns.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
@@ -60,6 +62,47 @@ pub trait AlertStore: Send + Sync + fmt::Debug + 'static {
     /// Closes the incident `key`. `Some(started_at)` if this call closed an
     /// open incident (send "resolved"); `None` if none was open.
     fn close_incident<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<SystemTime>>;
+
+    /// Whether this store keeps an outbox: alerts not yet delivered to
+    /// every sink, kept across restarts and handed to the next process
+    /// (see [`OutboxRecord`]). Default `false` (the methods below are then
+    /// never called).
+    fn keeps_outbox(&self) -> bool {
+        false
+    }
+
+    /// Keeps `record`, owned by `owner`, until every sink in it is
+    /// acknowledged.
+    fn outbox_put<'a>(&'a self, owner: &'a str, record: &'a OutboxRecord) -> StoreFuture<'a, ()> {
+        let _ = (owner, record);
+        Box::pin(async { Ok(()) })
+    }
+
+    /// `sink` has the record `id` (or gave it up for good): forget it for
+    /// that sink, and the record once no sink is left.
+    fn outbox_ack<'a>(&'a self, owner: &'a str, id: &'a str, sink: &'a str) -> StoreFuture<'a, ()> {
+        let _ = (owner, id, sink);
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Renews `owner`'s lease for `lease`, and makes `owner` the owner of
+    /// the records of every owner whose lease expired or was released,
+    /// returning them. Two processes adopting at once never get the same
+    /// record.
+    fn outbox_adopt<'a>(
+        &'a self,
+        owner: &'a str,
+        lease: Duration,
+    ) -> StoreFuture<'a, Vec<OutboxRecord>> {
+        let _ = (owner, lease);
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    /// `owner` stops: its remaining records can be adopted at once.
+    fn outbox_release<'a>(&'a self, owner: &'a str) -> StoreFuture<'a, ()> {
+        let _ = owner;
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// An [`AlertStore`] failure (the backend is unreachable, say).

@@ -16,6 +16,7 @@ use tokio::sync::Notify;
 
 use super::lane::{self, Entry, FailureLog, Fanout, Lane, SinkCounters};
 use super::notification::{Notification, NotificationKind};
+use super::outbox::{self, Outbox, OutboxRecord};
 use super::sink::Sink;
 use super::store::{AlertStore, Claim};
 use crate::clock::{Busy, Clock};
@@ -247,6 +248,8 @@ pub(crate) struct Delivery {
     pub(crate) config: DeliveryConfig,
     pub(crate) counters: Arc<Counters>,
     pub(crate) clock: Clock,
+    /// The host name, for this process's name as an outbox owner.
+    pub(crate) host: String,
 }
 
 /// Starts watchpost's thread, delivering what `queue` receives.
@@ -262,8 +265,10 @@ async fn run(delivery: Delivery) {
         config,
         counters,
         clock,
+        host,
     } = delivery;
     let capacity = queue.capacity;
+    let outbox = Outbox::of(&store, &host, config.store_timeout);
     let lanes: Arc<[Arc<Lane>]> = sinks
         .into_iter()
         .zip(counters.sinks.iter())
@@ -274,9 +279,17 @@ async fn run(delivery: Delivery) {
                 clock.clone(),
                 c.clone(),
                 queue.clone(),
+                outbox.clone(),
             ))
         })
         .collect();
+    let names: Vec<String> = lanes.iter().map(|l| l.sink.name().to_owned()).collect();
+    // The longest any sink keeps an alert: how long its record is kept.
+    let keep = lanes
+        .iter()
+        .map(|l| l.sink.max_age().unwrap_or(config.max_age))
+        .max()
+        .unwrap_or(config.max_age);
     let tasks: Vec<_> = (0..lanes.len())
         .map(|i| {
             tokio::spawn(lane::drive(
@@ -288,6 +301,14 @@ async fn run(delivery: Delivery) {
         })
         .collect();
     let store_log = Mutex::new(FailureLog::new(clock.clone(), "store failures"));
+    let adopting = outbox.clone().map(|outbox| {
+        tokio::spawn(adopt_orphans(
+            outbox,
+            lanes.clone(),
+            queue.clone(),
+            clock.clone(),
+        ))
+    });
     // The store is asked about several alerts at once, so a slow or dead
     // one delays each alert by its timeout at most, not by the sum of
     // theirs. Questions about one key wait for the one before (an
@@ -315,11 +336,16 @@ async fn run(delivery: Delivery) {
                         .insert(job.notification.key.clone(), Chain { seq, done: rx.shared() })
                         .map(|c| c.done);
                     let (store, config, log) = (&*store, &config, &store_log);
+                    let persist = outbox.as_deref().map(|o| Persist {
+                        outbox: o,
+                        sinks: &names,
+                        until: clock.system_time() + keep,
+                    });
                     settling.push_back(async move {
                         if let Some(before) = before {
                             let _ = before.await;
                         }
-                        let settled = settle_job(job, store, config, log).await;
+                        let settled = settle_job(job, store, config, log, persist).await;
                         let _ = tx.send(());
                         (seq, settled)
                     });
@@ -334,6 +360,118 @@ async fn run(delivery: Delivery) {
     }
     for task in tasks {
         let _ = task.await;
+    }
+    drop(settling);
+    if let Some(outbox) = &outbox {
+        if let Some(task) = adopting {
+            task.abort();
+        }
+        // What the lanes still held is in the outbox: the next process
+        // (or another replica) takes it over at once.
+        if let Err(e) = outbox.release().await {
+            store_log
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .warn("store", &e, 1);
+        }
+    }
+}
+
+/// Where a settled alert is kept until every sink has it.
+#[derive(Clone, Copy)]
+struct Persist<'a> {
+    outbox: &'a Outbox,
+    sinks: &'a [String],
+    until: std::time::SystemTime,
+}
+
+/// Takes over, now and every few seconds, the outbox records of processes
+/// that stopped or died, and hands each to the lanes of the sinks that
+/// still need it.
+async fn adopt_orphans(
+    outbox: Arc<Outbox>,
+    lanes: Arc<[Arc<Lane>]>,
+    queue: Arc<Queue>,
+    clock: Clock,
+) {
+    let mut log = FailureLog::new(clock.clone(), "outbox failures");
+    loop {
+        match outbox.adopt().await {
+            Ok(records) => {
+                for record in records {
+                    adopt(&outbox, record, &lanes, &queue, &clock, &mut log).await;
+                }
+            }
+            Err(e) => log.warn("store", &e, 1),
+        }
+        clock.sleep(outbox::RENEW_EVERY).await;
+    }
+}
+
+/// One adopted record, handed to the lanes it is still due on.
+async fn adopt(
+    outbox: &Outbox,
+    record: OutboxRecord,
+    lanes: &[Arc<Lane>],
+    queue: &Arc<Queue>,
+    clock: &Clock,
+    log: &mut FailureLog,
+) {
+    let Some(notification) = outbox::decode(&record.body) else {
+        log.warn(
+            "store",
+            &format!(
+                "outbox record {} could not be read (written by another watchpost version?); dropped",
+                record.id
+            ),
+            1,
+        );
+        for sink in &record.sinks {
+            let _ = outbox.ack(&record.id, sink).await;
+        }
+        return;
+    };
+    let (here, gone): (Vec<&String>, Vec<&String>) = record
+        .sinks
+        .iter()
+        .partition(|s| lanes.iter().any(|l| l.sink.name() == s.as_str()));
+    for sink in gone {
+        log.warn(
+            sink,
+            &format!(
+                "an alert left in the outbox for sink {sink} can't be delivered: \
+                 no such sink here; dropped: {}",
+                notification.headline()
+            ),
+            1,
+        );
+        let _ = outbox.ack(&record.id, sink).await;
+    }
+    if here.is_empty() {
+        return;
+    }
+    tracing::info!(
+        target: LOG_TARGET,
+        id = %record.id,
+        "delivering an alert another process left undelivered: {}",
+        notification.headline()
+    );
+    let left = record
+        .deadline
+        .duration_since(clock.system_time())
+        .unwrap_or_default();
+    let deadline = clock.now() + left;
+    let ticket: Arc<str> = record.id.into();
+    let notification = Arc::new(notification);
+    queue.add_pending();
+    let fanout = Arc::new(Fanout::new(here.len(), None, queue.clone()));
+    for lane in lanes
+        .iter()
+        .filter(|l| here.iter().any(|s| *s == l.sink.name()))
+    {
+        let entry = Entry::new(notification.clone(), fanout.clone(), deadline, false)
+            .with_ticket(Some(ticket.clone()));
+        lane.push(entry);
     }
 }
 
@@ -354,6 +492,8 @@ struct Settled {
     op: StoreOp,
     done: Option<Arc<Done>>,
     busy: Busy,
+    /// Its record in the outbox, if the store keeps one and wrote it.
+    ticket: Option<Arc<str>>,
 }
 
 async fn settle_job(
@@ -361,14 +501,31 @@ async fn settle_job(
     store: &dyn AlertStore,
     config: &DeliveryConfig,
     log: &Mutex<FailureLog>,
+    persist: Option<Persist<'_>>,
 ) -> Settled {
     let key = job.notification.key.clone();
+    let notification = settle(job.notification, job.op, store, config, log).await;
+    // Kept before any sink sees it, so that nothing a sink may have
+    // delivered is missing from the outbox (its acknowledgement would
+    // find no record, and a restart would send it again).
+    let mut ticket = None;
+    if let (Some(n), Some(p)) = (&notification, persist) {
+        match p.outbox.put(n, p.sinks.to_vec(), p.until).await {
+            Ok(id) => ticket = Some(id),
+            Err(e) => log.lock().unwrap_or_else(PoisonError::into_inner).warn(
+                "store",
+                &format!("{e}; delivering from memory only"),
+                1,
+            ),
+        }
+    }
     Settled {
-        notification: settle(job.notification, job.op, store, config, log).await,
+        notification,
         key,
         op: job.op,
         done: job.done,
         busy: job.busy,
+        ticket,
     }
 }
 
@@ -386,6 +543,7 @@ fn dispatch(
         op,
         done,
         busy,
+        ticket,
         ..
     } = job;
     let Some(notification) = notification else {
@@ -412,7 +570,8 @@ fn dispatch(
     let now = clock.now();
     for lane in lanes {
         let age = lane.sink.max_age().unwrap_or(config.max_age);
-        let entry = Entry::new(notification.clone(), fanout.clone(), now + age, urgent);
+        let entry = Entry::new(notification.clone(), fanout.clone(), now + age, urgent)
+            .with_ticket(ticket.clone());
         if !lane.push(entry) {
             Counters::add(&counters.suppressed);
         }

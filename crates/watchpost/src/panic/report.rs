@@ -90,6 +90,22 @@ pub struct StackFrame {
 impl StackFrame {
     /// A frame from a backtrace's symbol line and its first `at` line
     /// (`at ./src/orders.rs:88:41`), if any.
+    pub(crate) fn from_parts(
+        function: String,
+        file: Option<String>,
+        line: Option<u32>,
+        column: Option<u32>,
+        in_app: Option<bool>,
+    ) -> Self {
+        Self {
+            function,
+            file,
+            line,
+            column,
+            in_app,
+        }
+    }
+
     pub(crate) fn parse(function: &str, at: Option<&str>) -> Self {
         let mut frame = Self {
             function: function.to_owned(),
