@@ -16,7 +16,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use common::{free_port, get, get_with, request, request_raw, Server};
-use watchpost_testkit::fake_http::{telegram_error, telegram_ok, FakeHttp, Reply};
+use watchpost_testkit::fake_http::{telegram_error, telegram_ok, telegram_texts, FakeHttp, Reply};
 
 /// Which quickstart a test drives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -803,7 +803,12 @@ fn redis_down_still_alerts_and_says_so_once(flavor: Flavor) {
     ));
     let mut server = start(flavor, &envs);
     assert_eq!(get(server.port, "/panic").0, 500);
-    assert!(telegram.wait_for(2, Duration::from_secs(30)));
+    assert!(
+        telegram.wait_for(2, Duration::from_secs(30)),
+        "{:#?}\n{}",
+        telegram_texts(&telegram),
+        server.output()
+    );
     for _ in 0..5 {
         let (status, head, _) = get(server.port, "/");
         assert_eq!(status, 200, "requests never fail because Redis is down");

@@ -156,7 +156,16 @@ impl Conn {
     /// Runs the connection on watchpost's thread from now on, and reports
     /// changes of availability to the `Watchpost`.
     pub(crate) fn attach(&self, context: SharedContext) {
-        let _ = self.attached.set(context);
+        if self.attached.set(context).is_err() {
+            return;
+        }
+        // An outage that began before (the alerter's first look at its
+        // outbox runs as its thread starts) is told now, or it never is.
+        if !self.is_available() {
+            if let Some(context) = self.attached.get() {
+                context.report(Availability::Unavailable);
+            }
+        }
     }
 
     /// This connection also serves rate limits failing open or closed.

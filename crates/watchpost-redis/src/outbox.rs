@@ -5,6 +5,7 @@
 //!   one `sink:{name}` field per sink that still needs it; it expires an
 //!   hour after its deadline, so memory stays bounded whatever happens.
 //! - `{prefix}:outbox:of:{owner}`: the ids a process owns.
+//!   This set and the next expire with the newest record put in them.
 //! - `{prefix}:outbox:lease:{owner}`: set while the owner runs (renewed
 //!   every 10 s, for 30 s), deleted when it stops.
 //! - `{prefix}:outbox:owners`: every owner with records.
@@ -29,6 +30,8 @@ for i = 7, #ARGV do redis.call('HSET', KEYS[1], 'sink:' .. ARGV[i], '1') end
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 redis.call('SADD', KEYS[2], ARGV[1])
 redis.call('SADD', KEYS[3], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+redis.call('PEXPIRE', KEYS[3], ARGV[5])
 redis.call('SET', KEYS[4], '1', 'PX', ARGV[6])
 return 1
 ";
@@ -45,7 +48,7 @@ return 1
 ";
 
 /// KEYS: owners, adopter's set, adopter's lease. ARGV: adopter, lease ms,
-/// key prefix (`{prefix}:outbox`). The adopted ids.
+/// key prefix (`{prefix}:outbox`), the sets' ttl ms. The adopted ids.
 const ADOPT: &str = r"
 redis.call('SET', KEYS[3], '1', 'PX', ARGV[2])
 local adopted = {}
@@ -60,7 +63,11 @@ for _, owner in ipairs(redis.call('SMEMBERS', KEYS[1])) do
     redis.call('SREM', KEYS[1], owner)
   end
 end
-if #adopted > 0 then redis.call('SADD', KEYS[1], ARGV[1]) end
+if #adopted > 0 then
+  redis.call('SADD', KEYS[1], ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+end
 return adopted
 ";
 
@@ -92,6 +99,10 @@ impl Scripts {
 
 /// Records stay this long past their deadline (then Redis forgets them).
 const GRACE: Duration = Duration::from_secs(3600);
+
+/// How long the owner sets live after an adoption (records adopted are at
+/// most a max age old, usually ten minutes).
+const SETS_TTL: Duration = Duration::from_secs(24 * 3600);
 
 fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
@@ -185,7 +196,8 @@ impl RedisStore {
                     .key(&own_lease)
                     .arg(owner)
                     .arg(ms(lease))
-                    .arg(&base);
+                    .arg(&base)
+                    .arg(ms(SETS_TTL));
                 call.invoke_async::<Vec<String>>(&mut conn).await
             })
             .await
