@@ -212,14 +212,15 @@ fn a_long_outage_gives_up_exactly_what_is_older_than_max_age_and_summarizes_it()
     let server = FakeHttp::start_on(addr, telegram_ok());
     advance_until(&manual, &server, 2);
     manual.advance(secs(60));
-    // What is still within its age, then the summary of what was not.
+    // The summary of what was lost (it probed the sink), then what is
+    // still within its age.
     let texts = texts(&server);
     assert_eq!(texts.len(), 2, "{texts:#?}");
     let disk = position(&texts, "Disk 91% full");
     let resolved = texts.iter().filter(|t| t.contains("RESOLVED")).count();
     assert_eq!(resolved, 0, "a resolution without its firing: {texts:#?}");
     let summary = position(&texts, "3 alerts could not be delivered to telegram");
-    assert!(disk < summary, "{texts:#?}");
+    assert!(summary < disk, "{texts:#?}");
     for lost in [
         "Stripe webhook failed",
         "Health check db failing",
@@ -279,4 +280,40 @@ fn alerts_repeating_during_an_outage_arrive_as_one_with_the_count() {
     let texts = texts(&server);
     assert_eq!(texts.len(), 1, "{texts:#?}");
     assert!(texts[0].contains("+2 similar"), "{}", texts[0]);
+}
+
+#[test]
+fn a_sink_down_past_the_max_age_gets_one_summary_when_it_is_back() {
+    let manual = ManualClock::new();
+    let addr: SocketAddr = ([127, 0, 0, 1], closed_port()).into();
+    let alerter = alerter(&manual, addr);
+    alerter.send(Alert::critical("panic: index out of bounds").key("panic"));
+    alerter.fire("http-5xx", Alert::error("HTTP 5xx rate 97%"));
+    // Both given up at 10 minutes; nothing else happens after that, yet
+    // the summary keeps probing the sink.
+    manual.advance(secs(15 * 60));
+    assert_eq!(alerter.sink_stats()[0].given_up.max_age, 2);
+    let server = FakeHttp::start_on(addr, telegram_ok());
+    let took = advance_until(&manual, &server, 1);
+    assert!(took <= 20, "took {took} virtual seconds");
+    manual.advance(secs(120));
+    let texts = texts(&server);
+    assert_eq!(texts.len(), 1, "one summary: {texts:#?}");
+    assert!(
+        texts[0].contains("2 alerts could not be delivered to telegram"),
+        "{}",
+        texts[0]
+    );
+    assert!(
+        texts[0].contains("panic: index out of bounds"),
+        "{}",
+        texts[0]
+    );
+    assert!(
+        texts[0].contains("FIRING: HTTP 5xx rate 97%"),
+        "{}",
+        texts[0]
+    );
+    assert!(alerter.flush(HANG));
+    assert_eq!(alerter.stats().queued, 0);
 }

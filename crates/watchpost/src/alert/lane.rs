@@ -228,6 +228,8 @@ pub(crate) struct Entry {
     /// Its record in the store's outbox, acknowledged when the lane is
     /// done with it.
     ticket: Option<Arc<str>>,
+    /// The summary of what the sink lost, written when it is sent.
+    summary: bool,
     deadline: Instant,
     attempts: u32,
     tried: bool,
@@ -247,6 +249,7 @@ impl Entry {
             fanout: Some(fanout),
             own: false,
             ticket: None,
+            summary: false,
             deadline,
             attempts: 0,
             tried: false,
@@ -264,6 +267,7 @@ impl Entry {
             fanout: Some(Arc::new(Fanout::new(1, None, lane.queue.clone()))),
             own: true,
             ticket: None,
+            summary: false,
             deadline,
             attempts: 0,
             tried: false,
@@ -294,7 +298,7 @@ impl Entry {
     }
 
     fn foldable(&self) -> bool {
-        self.notification.kind == NotificationKind::Alert && !self.urgent
+        self.notification.kind == NotificationKind::Alert && !self.urgent && !self.summary
     }
 
     /// What goes to the sink: the notification, with what was folded in.
@@ -421,6 +425,7 @@ impl Lane {
             st.entries.iter().take_while(|e| e.urgent).count()
         };
         st.entries.insert(at, entry);
+        st.pushes += 1;
         self.counters
             .queued
             .store(st.entries.len() as u64, Ordering::Relaxed);
@@ -495,12 +500,15 @@ impl Lane {
 
     /// Lets a manual clock step on while the driver waits (for new work,
     /// whose pusher takes the token again, or for a registered timer,
-    /// whose step counts the wake-up), unless work came in since `seen`.
-    fn park(&self, seen: u64) {
+    /// whose step counts the wake-up), unless work came in since `seen`;
+    /// `false` then (look again).
+    fn park(&self, seen: u64) -> bool {
         let mut st = self.lock();
-        if st.pushes == seen && !st.closed {
+        let idle = st.pushes == seen && !st.closed;
+        if idle {
             st.running = None;
         }
+        idle
     }
 
     /// The lane is done with `entry` (delivered, folded or given up for
@@ -601,13 +609,24 @@ struct LostSince {
     /// Incidents whose firing message was lost, with their line in the
     /// summary not sent yet: their resolution is never sent alone.
     firing: HashMap<String, Option<usize>>,
+    /// A lost notification, for the service the summary names.
+    like: Option<Arc<Notification>>,
+    /// Whether the sink gets a summary: it lost alerts by being down or
+    /// backed up (not by refusing them, which a summary would not fix).
+    needs_summary: bool,
 }
 
 /// At most this many titles in a summary; the rest are counted.
 const SUMMARY_LINES: usize = 10;
 
 impl LostSince {
-    fn add(&mut self, n: &Notification, reason: GiveUpReason) {
+    fn add(&mut self, n: &Arc<Notification>, reason: GiveUpReason) {
+        self.like.get_or_insert_with(|| n.clone());
+        // The sink was down or swamped, not refusing: it is told once it
+        // takes messages again.
+        if matches!(reason, GiveUpReason::MaxAge | GiveUpReason::QueueFull) {
+            self.needs_summary = true;
+        }
         self.count += 1;
         self.first = Some(self.first.map_or(n.time, |t| t.min(n.time)));
         self.last = Some(self.last.map_or(n.time, |t| t.max(n.time)));
@@ -636,49 +655,42 @@ impl LostSince {
         true
     }
 
-    /// The summary message, once the sink delivers again.
-    fn take_summary(
-        &mut self,
-        like: &Notification,
-        sink: &str,
-        at: SystemTime,
-    ) -> Option<Notification> {
-        if self.count == 0 {
-            return None;
-        }
-        // The lost incidents stay known (their resolutions are still not
-        // sent alone); their lines go with this summary.
-        let firing = std::mem::take(&mut self.firing)
-            .into_keys()
-            .map(|k| (k, None))
-            .collect();
-        let taken = std::mem::replace(
-            self,
-            Self {
-                firing,
-                ..Self::default()
-            },
-        );
-        let span = match (taken.first, taken.last) {
+    /// The summary message of what was lost so far, at `at`.
+    fn summary(&self, sink: &str, at: SystemTime) -> Option<Notification> {
+        let like = self.like.as_ref().filter(|_| self.count > 0)?;
+        let span = match (self.first, self.last) {
             (Some(a), Some(b)) if clock_minute(a) != clock_minute(b) => {
                 format!("between {} and {} UTC", clock_minute(a), clock_minute(b))
             }
             (Some(a), _) => format!("at {} UTC", clock_minute(a)),
             _ => String::new(),
         };
-        let plural = if taken.count == 1 { "alert" } else { "alerts" };
-        let mut detail = taken.lines.join("\n");
-        let more = taken.count.saturating_sub(taken.lines.len() as u64);
+        let plural = if self.count == 1 { "alert" } else { "alerts" };
+        let mut detail = self.lines.join("\n");
+        let more = self.count.saturating_sub(self.lines.len() as u64);
         if more > 0 {
             detail.push_str(&format!("\n… and {more} more"));
         }
         let alert = Alert::warning(format!(
             "{} {plural} could not be delivered to {sink} {span}",
-            taken.count
+            self.count
         ))
         .detail(detail)
         .key(format!("watchpost:undelivered:{sink}"));
         Some(own_notification(alert, like, at))
+    }
+
+    /// The summary was delivered: start afresh. The lost incidents stay
+    /// known (their resolutions are still not sent alone).
+    fn sent(&mut self) {
+        let firing = std::mem::take(&mut self.firing)
+            .into_keys()
+            .map(|k| (k, None))
+            .collect();
+        *self = Self {
+            firing,
+            ..Self::default()
+        };
     }
 }
 
@@ -717,6 +729,7 @@ pub(crate) async fn drive(
         health: Health::Up,
         jitter: Jitter::new(),
         lost: LostSince::default(),
+        summary_queued: false,
         disabled: false,
         given_up: Vec::new(),
         lane,
@@ -742,6 +755,8 @@ struct Driver {
     logs: Logs,
     jitter: Jitter,
     lost: LostSince,
+    /// Whether the summary of what was lost waits in the lane.
+    summary_queued: bool,
     disabled: bool,
     /// Give-ups not accounted yet.
     given_up: Vec<Lost>,
@@ -768,8 +783,11 @@ impl Driver {
                 Next::Stop => break,
                 Next::Wait(None, seen) => {
                     self.logs.flush(&self.name);
-                    self.lane.park(seen);
-                    notified.await;
+                    // Work came in meanwhile (a summary put in line while
+                    // accounting): look again.
+                    if self.lane.park(seen) {
+                        notified.await;
+                    }
                 }
                 Next::Wait(Some(at), seen) => {
                     let mut sleep = pin!(self.clock.sleep_until(at));
@@ -780,7 +798,9 @@ impl Driver {
                     })
                     .await;
                     if !due {
-                        self.lane.park(seen);
+                        if !self.lane.park(seen) {
+                            continue;
+                        }
                         tokio::select! {
                             () = &mut sleep => {}
                             () = notified => continue,
@@ -805,18 +825,25 @@ impl Driver {
             self.lane.retire(entry, false);
             return;
         }
-        let outcome = attempt(
-            &*self.lane.sink,
-            &entry.rendered(),
-            self.config.attempt_timeout,
-        )
-        .await;
+        let rendered = if entry.summary {
+            match self.render_summary() {
+                Some(summary) => summary,
+                None => {
+                    self.summary_queued = false;
+                    self.lane.retire(entry, false);
+                    return;
+                }
+            }
+        } else {
+            entry.rendered()
+        };
+        let outcome = attempt(&*self.lane.sink, &rendered, self.config.attempt_timeout).await;
         let now = self.clock.now();
         self.pacer.record(now);
         entry.attempts += 1;
         let error = match outcome {
             Ok(()) => {
-                self.delivered(&entry, now);
+                self.delivered(&entry);
                 self.lane.retire(entry, false);
                 return;
             }
@@ -894,7 +921,7 @@ impl Driver {
     }
 
     /// The sink took `entry`: it is up, and hears what it lost meanwhile.
-    fn delivered(&mut self, entry: &Entry, now: Instant) {
+    fn delivered(&mut self, entry: &Entry) {
         if let Health::Down { since, .. } = self.health {
             let down_for = self
                 .clock
@@ -909,30 +936,59 @@ impl Driver {
             );
         }
         self.health = Health::Up;
+        self.logs.last_error = None;
         let lane = &self.lane;
         lane.counters.down.store(false, Ordering::Relaxed);
         lane.counters.sent.fetch_add(1, Ordering::Relaxed);
         self.totals.sent.fetch_add(1, Ordering::Relaxed);
-        let lost = &mut self.lost;
-        if entry.notification.kind == NotificationKind::Firing {
-            lost.firing.remove(&entry.notification.key);
+        if entry.summary {
+            self.lost.sent();
+            self.summary_queued = false;
+        } else if entry.notification.kind == NotificationKind::Firing {
+            self.lost.firing.remove(&entry.notification.key);
         }
-        // Resolutions of lost firings still queued go into the summary,
-        // not out alone after it.
-        for resolved in lane.take_where(|e| {
+    }
+
+    /// The summary of what the sink lost, first in line: it probes the
+    /// sink while it is down, and is written when it is sent.
+    fn queue_summary(&mut self) {
+        if self.summary_queued || self.lost.count == 0 || !self.lost.needs_summary {
+            return;
+        }
+        let Some(like) = self.lost.like.clone() else {
+            return;
+        };
+        // Not waited for by a flush: it may probe a dead sink for as long
+        // as the process lives, and it is watchpost's own message.
+        let entry = Entry {
+            notification: like,
+            folded: 0,
+            fanout: None,
+            own: true,
+            ticket: None,
+            summary: true,
+            deadline: self.clock.now() + self.config.max_age,
+            attempts: 0,
+            tried: true,
+            urgent: false,
+        };
+        self.lane.put_back(entry);
+        self.summary_queued = true;
+    }
+
+    /// The summary as it stands, with the resolutions of lost firings
+    /// still queued folded into it (not sent alone after it).
+    fn render_summary(&mut self) -> Option<Arc<Notification>> {
+        let lost = &mut self.lost;
+        for resolved in self.lane.take_where(|e| {
             lost.firing.contains_key(&e.notification.key)
                 && matches!(e.notification.kind, NotificationKind::Resolved { .. })
         }) {
             lost.fold_resolution(&resolved.notification);
-            lane.retire(resolved, false);
+            self.lane.retire(resolved, false);
         }
-        let at = self.clock.system_time();
-        if let Some(summary) = lost.take_summary(&entry.notification, &self.name, at) {
-            let mut summary = Entry::own(lane, summary, now + self.config.max_age);
-            summary.urgent = true;
-            summary.tried = true;
-            lane.put_back(summary);
-        }
+        lost.summary(&self.name, self.clock.system_time())
+            .map(Arc::new)
     }
 
     /// Books the give-ups: counters, one log line per batch, the summary
@@ -948,6 +1004,20 @@ impl Driver {
         let mut alerts = 0u64;
         let mut finished = Vec::with_capacity(self.given_up.len());
         for Lost { entry, reason } in self.given_up.drain(..) {
+            if entry.summary {
+                self.summary_queued = false;
+                // Still down at its max age: it is put in line again
+                // (below). Refused: not until more is lost.
+                if reason != GiveUpReason::MaxAge {
+                    self.lost.needs_summary = false;
+                }
+            }
+            // watchpost's own messages (summaries, notes about other
+            // sinks) are not the application's alerts: not counted.
+            if entry.own {
+                finished.push((entry, false));
+                continue;
+            }
             self.lane.counters.given_up[reason.index()].fetch_add(1, Ordering::Relaxed);
             let total = if reason == GiveUpReason::QueueFull {
                 &self.totals.dropped
@@ -958,16 +1028,14 @@ impl Driver {
             if !reasons.contains(&reason) {
                 reasons.push(reason);
             }
-            if !entry.own {
-                alerts += 1;
-                if titles.len() < SUMMARY_LINES {
-                    titles.push(entry.notification.headline());
-                }
-                if reason != GiveUpReason::Shutdown {
-                    self.lost.add(&entry.notification, reason);
-                }
-                like.get_or_insert_with(|| entry.notification.clone());
+            alerts += 1;
+            if titles.len() < SUMMARY_LINES {
+                titles.push(entry.notification.headline());
             }
+            if reason != GiveUpReason::Shutdown {
+                self.lost.add(&entry.notification, reason);
+            }
+            like.get_or_insert_with(|| entry.notification.clone());
             finished.push((entry, reason == GiveUpReason::Shutdown));
         }
         // Logged and reported before the entries are finished: whoever
@@ -977,6 +1045,9 @@ impl Driver {
         }
         for (entry, keep) in finished {
             self.lane.retire(entry, keep);
+        }
+        if !self.disabled {
+            self.queue_summary();
         }
     }
 
@@ -998,18 +1069,21 @@ impl Driver {
         let error = self
             .logs
             .last_error
-            .take()
+            .as_ref()
             .map(|e| format!("; last error: {e}"))
             .unwrap_or_default();
         let plural = if alerts == 1 { "alert" } else { "alerts" };
-        self.logs.given_up.warn(
-            name,
-            &format!(
-                "{alerts} {plural} given up on {name} ({why}{error}): {}",
-                titles.join("; ")
-            ),
-            alerts,
+        let line = format!(
+            "{alerts} {plural} given up on {name} ({why}{error}): {}",
+            titles.join("; ")
         );
+        // Every give-up is said, with its titles; only a disabled sink,
+        // which gives up everything it gets, is held to a line a minute.
+        if reasons == [GiveUpReason::Disabled] {
+            self.logs.given_up.warn(name, &line, alerts);
+        } else {
+            tracing::warn!(target: LOG_TARGET, sink = %name, "{line}");
+        }
         // The other sinks hear about it, unless the process is stopping
         // (they are too).
         if reasons.iter().all(|r| *r == GiveUpReason::Shutdown) {
@@ -1066,9 +1140,9 @@ struct Logs {
 impl Logs {
     fn new(clock: Clock) -> Self {
         Self {
-            retrying: FailureLog::new(clock.clone(), "failed attempts"),
-            given_up: FailureLog::new(clock.clone(), "more alerts given up"),
-            store: FailureLog::new(clock, "outbox failures"),
+            retrying: FailureLog::new(clock.clone(), "failed attempt(s)"),
+            given_up: FailureLog::new(clock.clone(), "alert(s) given up"),
+            store: FailureLog::new(clock, "outbox failure(s)"),
             last_error: None,
         }
     }
@@ -1121,7 +1195,7 @@ impl FailureLog {
                 target: LOG_TARGET,
                 sink,
                 skipped = self.skipped,
-                "{message} (+{} {} not logged before this)",
+                "{message} (+{} more {} not logged before this)",
                 self.skipped,
                 self.what
             );
@@ -1139,14 +1213,15 @@ impl FailureLog {
             return;
         }
         let ago = self
-            .since
+            .last
+            .or(self.since)
             .map(|t| format_duration(self.clock.now().saturating_duration_since(t)))
             .unwrap_or_default();
         tracing::warn!(
             target: LOG_TARGET,
             sink,
             skipped = self.skipped,
-            "{} {} on {sink} in the last {ago} (not logged one by one)",
+            "{sink}: {} more {} in the {ago} since the last line (not logged one by one)",
             self.skipped,
             self.what
         );

@@ -300,7 +300,7 @@ async fn run(delivery: Delivery) {
             ))
         })
         .collect();
-    let store_log = Mutex::new(FailureLog::new(clock.clone(), "store failures"));
+    let store_log = Mutex::new(FailureLog::new(clock.clone(), "store failure(s)"));
     let adopting = outbox.clone().map(|outbox| {
         tokio::spawn(adopt_orphans(
             outbox,
@@ -394,7 +394,7 @@ async fn adopt_orphans(
     queue: Arc<Queue>,
     clock: Clock,
 ) {
-    let mut log = FailureLog::new(clock.clone(), "outbox failures");
+    let mut log = FailureLog::new(clock.clone(), "outbox failure(s)");
     loop {
         match outbox.adopt().await {
             Ok(records) => {
