@@ -97,6 +97,8 @@ contract_tests! {
     redis_down_still_alerts_and_says_so_once,
     #[cfg(target_os = "linux")]
     an_upstream_going_away_alerts_with_no_probe_and_resolves_on_one_thread,
+    #[cfg(unix)]
+    a_telegram_outage_of_a_minute_loses_no_alert,
 }
 
 /// Runs `test` against the `flavor` quickstart; its failure message starts
@@ -914,4 +916,93 @@ fn an_upstream_going_away_alerts_with_no_probe_and_resolves_on_one_thread(flavor
     );
     assert!(!upstream.requests().is_empty());
     println!("{flavor}: firing {took:?} after the upstream went away");
+}
+
+/// The Bot API refuses connections for a minute while a panic, a health
+/// check flip and an `/error` burst happen: once it is back, every message
+/// arrives, once, each firing before its resolution, within 30 s.
+#[cfg(unix)]
+fn a_telegram_outage_of_a_minute_loses_no_alert(flavor: Flavor) {
+    let down = FakeHttp::start(telegram_ok());
+    let bot = down.addr();
+    let mut env = telegram_env(&down);
+    drop(down); // the port now refuses connections
+    let upstream = FakeHttp::start(Reply::text(200, "ok"));
+    let upstream_addr = upstream.addr();
+    env.push(("UPSTREAM_URL", upstream.url()));
+    let mut server = start(flavor, &env);
+    assert!(server.wait_for_output("watchpost is running"));
+    let outage = Instant::now();
+    assert_eq!(get(server.port, "/panic").0, 500);
+    drop(upstream);
+    for _ in 0..30 {
+        assert_eq!(get(server.port, "/error").0, 500);
+    }
+    // The check fails (every 10 s, so within 20 s), then recovers.
+    assert!(
+        server.wait_for_output("health check failing"),
+        "{}",
+        server.output()
+    );
+    let upstream = FakeHttp::start_on(upstream_addr, Reply::text(200, "ok"));
+    assert!(
+        server.wait_for_output("health check passing again"),
+        "{}",
+        server.output()
+    );
+    std::thread::sleep(Duration::from_secs(60).saturating_sub(outage.elapsed()));
+
+    let telegram = FakeHttp::start_on(bot, telegram_ok());
+    let back = Instant::now();
+    assert!(
+        telegram.wait_for(4, Duration::from_secs(30)),
+        "{:#?}\n{}",
+        telegram_texts(&telegram),
+        server.output()
+    );
+    let took = back.elapsed();
+    std::thread::sleep(Duration::from_secs(2));
+    let texts = telegram_texts(&telegram);
+    let position = |needle: &str, resolved: bool| {
+        let found: Vec<usize> = texts
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.contains(needle) && t.contains("RESOLVED") == resolved)
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(
+            found.len(),
+            1,
+            "{needle} (resolved: {resolved}) once: {texts:#?}"
+        );
+        found[0]
+    };
+    position("panic: demo panic from GET /panic", false);
+    let errors = position("HTTP 5xx rate", false);
+    let firing = position("Health check upstream failing", false);
+    let resolved = position("Health check upstream failing", true);
+    assert!(firing < resolved, "{texts:#?}");
+    // The 5xx incident resolves a calm minute after the burst: its
+    // resolution may already be among them, after its firing.
+    let mut expected = 4;
+    if texts
+        .iter()
+        .any(|t| t.contains("HTTP 5xx rate") && t.contains("RESOLVED"))
+    {
+        assert!(errors < position("HTTP 5xx rate", true), "{texts:#?}");
+        expected = 5;
+    }
+    assert_eq!(
+        texts.len(),
+        expected,
+        "nothing else, nothing twice: {texts:#?}"
+    );
+    assert!(
+        !texts.iter().any(|t| t.contains("could not be delivered")),
+        "nothing was lost: {texts:#?}"
+    );
+    assert!(server.terminate().success(), "exit 0");
+    assert!(!server.output().contains(TOKEN), "the token in the output");
+    drop(upstream);
+    println!("{flavor}: every alert {took:?} after the Bot API came back");
 }
