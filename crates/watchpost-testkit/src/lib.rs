@@ -24,6 +24,7 @@ pub mod health;
 pub mod keys;
 pub mod logs;
 pub mod monitor;
+pub mod outbox;
 pub mod panics;
 pub mod rate_limit;
 

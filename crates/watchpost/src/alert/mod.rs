@@ -71,6 +71,8 @@ mod notification;
 mod outbox;
 mod sink;
 mod sinks;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 mod store;
 #[cfg(feature = "tracing-layer")]
 mod tracing_layer;
@@ -93,6 +95,8 @@ pub use self::sinks::{Dsn, ParseDsnError, SentrySink};
 pub use self::sinks::{ParseWebhookFormatError, WebhookFormat, WebhookSink};
 #[cfg(feature = "telegram")]
 pub use self::sinks::{TelegramSink, TelegramSinkBuilder};
+#[cfg(feature = "sqlite")]
+pub use self::sqlite::SqliteStore;
 pub use self::store::{AlertStore, Claim, MemoryStore, StoreError, StoreFuture};
 #[cfg(feature = "tracing-layer")]
 pub use self::tracing_layer::AlertLayer;
