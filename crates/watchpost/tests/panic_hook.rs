@@ -131,6 +131,22 @@ fn child(mode: &str) {
             // The process goes on; exit at once, with nothing flushed.
             std::process::exit(0);
         }
+        "refused" => {
+            // Nothing listens where the sink posts; a long timeout:
+            // finishing quickly proves the refusal ended the wait.
+            let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = closed.local_addr().unwrap().to_string();
+            drop(closed);
+            let alerter = Alerter::builder()
+                .service("panic-test")
+                .sink(HttpSink { addr })
+                .build()
+                .unwrap();
+            PanicHook::new(&alerter)
+                .timeout(Duration::from_secs(30))
+                .install();
+            panic!("main exploded, sink down");
+        }
         "sink-panics" => {
             // A long timeout: finishing quickly proves nobody waited it out.
             PanicHook::new(&alerter(&["panicking", "http"]))
@@ -298,6 +314,20 @@ fn cases() -> Vec<Case> {
                 }
                 ensure(o.stderr.contains("sink exploded"), || {
                     "the sink's panic should still print".into()
+                })
+            },
+        },
+        Case {
+            mode: "refused",
+            what: "a sink refusing the connection ends the hook's wait at once",
+            reply: None,
+            check: |o| {
+                ensure(o.status.code() == Some(101), || format!("exit {:?}", o.status))?;
+                ensure(o.elapsed < Duration::from_secs(10), || {
+                    format!("took {:?}: the hook waited out its 30 s", o.elapsed)
+                })?;
+                ensure(o.stderr.contains("main exploded, sink down"), || {
+                    "the default message still prints".into()
                 })
             },
         },
