@@ -428,3 +428,35 @@ fn store_claims_for_different_alerts_run_concurrently() {
     assert!(alerter.flush(HANG));
     assert_eq!(sink.len(), 10);
 }
+
+#[test]
+fn a_disabled_sink_is_reported_on_the_others_once() {
+    let broken = Scripted::new([SinkError::disabled("the token was revoked")]);
+    let memory = MemorySink::new();
+    let alerter = quick()
+        .sink(broken.clone())
+        .sink(memory.clone())
+        .build()
+        .unwrap();
+    alerter.send(Alert::error("first").key("k0"));
+    assert!(alerter.flush(HANG));
+    for i in 1..6 {
+        alerter.send(Alert::error(format!("alert {i}")).key(format!("k{i}")));
+        assert!(alerter.flush(HANG));
+    }
+    let titles: Vec<String> = memory
+        .notifications()
+        .iter()
+        .map(|n| n.alert().title().to_owned())
+        .collect();
+    let notes = titles
+        .iter()
+        .filter(|t| t.contains("could not be delivered to scripted"))
+        .count();
+    assert_eq!(notes, 1, "{titles:#?}");
+    assert_eq!(titles.len(), 7, "six alerts and the note: {titles:#?}");
+    assert_eq!(broken.attempts(), 1, "nothing sent once disabled");
+    let sinks = alerter.sink_stats();
+    assert_eq!(sinks[0].given_up.disabled, 6, "{sinks:?}");
+    assert!(!sinks[0].enabled);
+}

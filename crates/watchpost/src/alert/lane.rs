@@ -731,6 +731,7 @@ pub(crate) async fn drive(
         lost: LostSince::default(),
         summary_queued: false,
         disabled: false,
+        disabled_reported: false,
         given_up: Vec::new(),
         lane,
         lanes,
@@ -758,6 +759,8 @@ struct Driver {
     /// Whether the summary of what was lost waits in the lane.
     summary_queued: bool,
     disabled: bool,
+    /// Whether the other sinks were told this one is disabled.
+    disabled_reported: bool,
     /// Give-ups not accounted yet.
     given_up: Vec<Lost>,
 }
@@ -1085,9 +1088,16 @@ impl Driver {
             tracing::warn!(target: LOG_TARGET, sink = %name, "{line}");
         }
         // The other sinks hear about it, unless the process is stopping
-        // (they are too).
+        // (they are too), or the sink was disabled and they heard so
+        // already (it gives up everything it gets from then on).
         if reasons.iter().all(|r| *r == GiveUpReason::Shutdown) {
             return;
+        }
+        if reasons.contains(&GiveUpReason::Disabled) {
+            if self.disabled_reported && reasons == [GiveUpReason::Disabled] {
+                return;
+            }
+            self.disabled_reported = true;
         }
         let (now, at) = (self.clock.now(), self.clock.system_time());
         for other in self.lanes.iter() {
