@@ -18,9 +18,9 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::Script;
-use watchpost::alert::{OutboxRecord, StoreError};
+use watchpost::alert::{OutboxRecord, StoreError, OUTBOX_LEASE};
 
-use crate::store::RedisStore;
+use crate::store::{ms, unix_ms, RedisStore};
 
 /// KEYS: record, owner's set, owners, owner's lease. ARGV: id, owner,
 /// body, deadline ms, ttl ms, lease ms, sinks...
@@ -104,15 +104,6 @@ const GRACE: Duration = Duration::from_secs(3600);
 /// most a max age old, usually ten minutes).
 const SETS_TTL: Duration = Duration::from_secs(24 * 3600);
 
-fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
-}
-
 fn down() -> StoreError {
     StoreError::new("redis unavailable")
 }
@@ -149,7 +140,7 @@ impl RedisStore {
                 .arg(&record.body)
                 .arg(unix_ms(record.deadline))
                 .arg(ms(ttl))
-                .arg(ms(watchpost_lease()));
+                .arg(ms(OUTBOX_LEASE));
             for sink in &record.sinks {
                 call.arg(sink);
             }
@@ -265,9 +256,4 @@ impl RedisStore {
         .map(drop)
         .ok_or_else(down)
     }
-}
-
-/// The lease a put renews: as long as the alerter's own renewals.
-fn watchpost_lease() -> Duration {
-    Duration::from_secs(30)
 }

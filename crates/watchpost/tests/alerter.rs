@@ -347,6 +347,12 @@ fn invalid_settings_name_the_setting() {
     assert_eq!(err.name(), Some("dedupe_window"));
     let err = Alerter::builder().queue_capacity(0).build().unwrap_err();
     assert_eq!(err.name(), Some("queue_capacity"));
+    // A sink that would give every alert up at once.
+    let err = Alerter::builder()
+        .sink(MemorySink::new().with_max_age(Duration::ZERO))
+        .build()
+        .unwrap_err();
+    assert_eq!(err.name(), Some("max_age of sink memory"));
 }
 
 #[test]

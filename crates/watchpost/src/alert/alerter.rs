@@ -671,6 +671,16 @@ impl AlerterBuilder {
                 return Err(zero("looping_threshold window"));
             }
         }
+        if let Some(sink) = self
+            .sinks
+            .iter()
+            .find(|s| s.max_age().is_some_and(|a| a.is_zero()))
+        {
+            return Err(ConfigError::invalid(
+                format!("max_age of sink {}", sink.name()),
+                "must be greater than zero",
+            ));
+        }
         let mut sinks = self.sinks;
         if sinks.is_empty() {
             sinks.push(Arc::new(LogSink::new()));

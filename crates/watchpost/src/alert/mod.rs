@@ -84,7 +84,7 @@ pub use self::fingerprint::fingerprint;
 pub use self::lane::{GiveUpReason, GiveUps, SinkStats};
 pub use self::model::{Alert, ParseSeverityError, ServiceInfo, Severity};
 pub use self::notification::{format_duration, Notification, NotificationKind};
-pub use self::outbox::OutboxRecord;
+pub use self::outbox::{OutboxRecord, OUTBOX_LEASE};
 pub use self::sink::{DeliverFuture, Pacing, Sink, SinkError, SinkErrorKind, WithMaxAge};
 pub use self::sinks::LogSink;
 #[cfg(feature = "test-util")]

@@ -62,9 +62,12 @@ impl OutboxRecord {
     }
 }
 
-/// How long an owner's lease lasts without renewal: a process that died
-/// has its records adopted this long after its last renewal.
-pub(crate) const LEASE: Duration = Duration::from_secs(30);
+/// How long an outbox owner's lease lasts without renewal: a process that
+/// died has its records adopted this long after its last renewal (stores
+/// renew it on [`outbox_put`](super::AlertStore::outbox_put) too).
+pub const OUTBOX_LEASE: Duration = Duration::from_secs(30);
+
+pub(crate) const LEASE: Duration = OUTBOX_LEASE;
 
 /// How often a running process renews its lease and adopts orphans.
 pub(crate) const RENEW_EVERY: Duration = Duration::from_secs(10);
@@ -99,6 +102,9 @@ pub(crate) struct Outbox {
     store: Arc<dyn AlertStore>,
     owner: String,
     timeout: Duration,
+    /// Said once: alerts are not being kept (a store that can't run the
+    /// outbox, such as a Redis cluster, would otherwise go unnoticed).
+    unkept: crate::loud::Once,
 }
 
 impl fmt::Debug for Outbox {
@@ -121,6 +127,7 @@ impl Outbox {
                 store: store.clone(),
                 owner: owner_name(host),
                 timeout,
+                unkept: crate::loud::Once::default(),
             })
         })
     }
@@ -146,8 +153,18 @@ impl Outbox {
         deadline: SystemTime,
     ) -> Result<Arc<str>, String> {
         let record = OutboxRecord::new(record_id(), sinks, deadline, encode(n));
-        self.bounded("write", self.store.outbox_put(&self.owner, &record))
-            .await?;
+        let written = self
+            .bounded("write", self.store.outbox_put(&self.owner, &record))
+            .await;
+        if let Err(e) = &written {
+            self.unkept.say(|| {
+                format!(
+                    "{e}: undelivered alerts are not kept across restarts while this lasts \
+                     (is the store reachable, and a standalone Redis rather than a cluster?)"
+                )
+            });
+        }
+        written?;
         Ok(record.id.into())
     }
 
