@@ -11,6 +11,8 @@
 //! - `send/build_alert_only`: building the `Alert` value, for reference;
 //!   the `send/*` benches build their alerts outside the timed loop and
 //!   measure `send` alone (including dropping the alert).
+//! - `alert_layer/duplicate_event`: an `ERROR` event through the tracing
+//!   `AlertLayer` whose callsite was already alerted. Target < 200 ns.
 //! - `1M_sends_of_one_key/*`: a million sends of one key on a fresh
 //!   alerter, alert construction included, as a hot error loop would do
 //!   it. Each iteration checks that exactly two messages were delivered:
@@ -192,6 +194,37 @@ fn send(c: &mut Criterion) {
     group.finish();
 }
 
+/// An `ERROR` event from one callsite, again and again, through a
+/// subscriber holding only the `AlertLayer`: after the first, every event
+/// is a duplicate, counted by its callsite before any field is formatted.
+/// Target < 200 ns.
+fn alert_layer(c: &mut Criterion) {
+    use tracing_subscriber::layer::SubscriberExt;
+
+    let mut group = c.benchmark_group("alert_layer");
+    let (alerter, sink) = counting_alerter();
+    let subscriber =
+        tracing_subscriber::registry().with(watchpost::alert::AlertLayer::new(alerter.clone()));
+    let error = std::io::Error::new(std::io::ErrorKind::TimedOut, "upstream timed out");
+    tracing::subscriber::with_default(subscriber, || {
+        group.bench_function("duplicate_event", |b| {
+            let mut attempt = 0_u64;
+            b.iter(|| {
+                attempt += 1;
+                tracing::error!(attempt, user = "u-1042", error = %error, "payment failed");
+            })
+        });
+    });
+    group.finish();
+    assert!(alerter.flush(FLUSH));
+    // The alert, and the "looping" incident of a callsite this hot.
+    assert_eq!(
+        sink.count(),
+        2,
+        "one alert for the callsite (and one looping incident)"
+    );
+}
+
 fn million(c: &mut Criterion) {
     const N: u64 = 1_000_000;
     let mut group = c.benchmark_group("1M_sends_of_one_key");
@@ -226,6 +259,6 @@ fn million(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
-    targets = send, million
+    targets = send, alert_layer, million
 }
 criterion_main!(benches);

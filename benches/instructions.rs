@@ -152,7 +152,12 @@ fn scenarios() -> Vec<(String, Option<String>)> {
     for via in ["proxy", "peer"] {
         all.push((format!("axum/bare/{via}"), None));
         for keys in [1, 100_000] {
-            for who in ["watchpost", "tower_governor", "tower_governor_headers"] {
+            for who in [
+                "watchpost",
+                "watchpost_no_headers",
+                "tower_governor",
+                "tower_governor_headers",
+            ] {
                 all.push((
                     format!("axum/{who}/{via}/{keys}"),
                     Some(format!("axum/bare/{via}")),
@@ -184,6 +189,10 @@ fn run(name: &str) {
         ["axum", "bare", v] => run_axum(app().with_state(()), 1, via(v)),
         ["axum", "watchpost", v, k] => {
             let layer = watchpost_axum::RateLimitLayer::new(limiter());
+            run_axum(app().layer(layer).with_state(()), keys(k), via(v));
+        }
+        ["axum", "watchpost_no_headers", v, k] => {
+            let layer = watchpost_axum::RateLimitLayer::new(limiter().quota_headers(false));
             run_axum(app().layer(layer).with_state(()), keys(k), via(v));
         }
         ["axum", who @ ("tower_governor" | "tower_governor_headers"), v, k] => {
@@ -339,6 +348,12 @@ fn drive() {
             ratio(
                 format!("rate limit {via} {keys} keys / tower_governor plain (<=1.0)"),
                 ours,
+                plain,
+            );
+            let no_headers = over(&format!("axum/watchpost_no_headers/{via}/{keys}"), &bare);
+            ratio(
+                "  both without headers (<=1.0)".to_owned(),
+                no_headers,
                 plain,
             );
         }

@@ -97,17 +97,24 @@ use watchpost::health::{HealthChecks, ProbeRequest, ProbeResponse};
 /// assert_eq!(cache, Some("no-store"));
 /// # Ok(()) }
 /// ```
+///
+/// Each probe is a [`web::scope`] on its static path: the application's
+/// other requests pass them with a prefix compare each (a few dozen
+/// instructions in all), wherever they are registered, instead of
+/// matching a dynamic pattern per probe.
 pub fn configure(health: HealthChecks) -> impl Fn(&mut ServiceConfig) + Clone {
     move |cfg: &mut ServiceConfig| {
         for base in health.probe_paths() {
-            let health = health.clone();
+            let probe = |health: HealthChecks| {
+                move |req: HttpRequest| {
+                    let health = health.clone();
+                    async move { respond(&health, &req).await }
+                }
+            };
             cfg.service(
-                web::resource([base.to_owned(), format!("{base}/{{name}}")]).to(
-                    move |req: HttpRequest| {
-                        let health = health.clone();
-                        async move { respond(&health, &req).await }
-                    },
-                ),
+                web::scope(base)
+                    .service(web::resource("").to(probe(health.clone())))
+                    .service(web::resource("/{name}").to(probe(health.clone()))),
             );
         }
     }

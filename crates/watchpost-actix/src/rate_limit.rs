@@ -126,8 +126,12 @@ where
             )
             .extension(extension.as_ref()),
         );
+        // A reader resolves again with the process default; only another
+        // resolver's answer has to travel with the request.
         if let Some(ip) = verdict.client_ip() {
-            req.extensions_mut().insert(ResolvedClientIp(ip));
+            if !limiter.resolver().is_process_default() {
+                req.extensions_mut().insert(ResolvedClientIp(ip));
+            }
         }
         match verdict {
             Verdict::Ready(outcome) => decided(&self.service, req, outcome),

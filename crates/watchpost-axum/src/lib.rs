@@ -65,7 +65,6 @@ use axum::http::request::Parts;
 use axum::http::Extensions;
 use axum::Router;
 use tower_layer::Layer;
-use watchpost::client_ip::ClientIpResolver;
 pub use watchpost::client_ip::ResolvedClientIp;
 use watchpost::health::HealthChecks;
 use watchpost::monitor::HttpMonitor;
@@ -324,8 +323,9 @@ impl<S> Layer<S> for MonitorLayer {
 /// The client's IP address, resolved through trusted proxies.
 ///
 /// Under [`RateLimitLayer`] it is the address the limiter counted; without
-/// it, the address is resolved with the default [`ClientIpResolver`]
-/// (loopback and private ranges trusted). Without a peer address (the server
+/// one, the address is resolved with the
+/// [process default](watchpost::client_ip::ClientIpResolver::make_process_default) resolver:
+/// the [`Watchpost`]'s trusted proxies, or loopback and private ranges. Without a peer address (the server
 /// isn't serving with `ConnectInfo`), extraction fails with 500 and a
 /// message saying so: that's a server setup error, not a client's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -368,13 +368,16 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     type Rejection = MissingPeerAddr;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        if let Some(ResolvedClientIp(ip)) = parts.extensions.get::<ResolvedClientIp>() {
+        let found = parts.extensions.get::<ResolvedClientIp>();
+        if let Some(ResolvedClientIp(ip)) = found {
             return Ok(ClientIp(*ip));
         }
         let peer = peer_addr(&parts.extensions).ok_or(MissingPeerAddr)?;
-        Ok(ClientIp(
-            ClientIpResolver::new().resolve(peer, &parts.headers),
-        ))
+        Ok(ClientIp(ResolvedClientIp::get_or_resolve(
+            None,
+            peer,
+            &parts.headers,
+        )))
     }
 }
 

@@ -141,14 +141,13 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let scope = CatchScope::for_request(req.method().as_str(), req.uri().path())
-            .alerter(self.alerter.as_ref());
+        let scope =
+            CatchScope::for_http_request(req.method(), req.uri()).alerter(self.alerter.as_ref());
         let inner = &mut self.inner;
         match scope.run(|| inner.call(req)) {
             Ok(future) => ResponseFuture {
                 kind: Kind::Running {
                     future: scope.wrap(future),
-                    alerter: self.alerter.clone(),
                 },
             },
             Err(panicked) => {
@@ -161,7 +160,7 @@ where
     }
 }
 
-fn report(panicked: &Panicked, alerter: Option<&Alerter>) {
+pub(crate) fn report(panicked: &Panicked, alerter: Option<&Alerter>) {
     if let Some(alerter) = alerter {
         panicked.report(alerter);
     }
@@ -169,7 +168,7 @@ fn report(panicked: &Panicked, alerter: Option<&Alerter>) {
 
 /// The 500 every adapter answers for a panic, marked [`CaughtPanic`] for
 /// the monitor further out.
-fn panic_response<B: From<Bytes>>() -> Response<B> {
+pub(crate) fn panic_response<B: From<Bytes>>() -> Response<B> {
     let mut response = Response::new(B::from(Bytes::from_static(PANIC_BODY.as_bytes())));
     *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
     response
@@ -191,7 +190,7 @@ pin_project! {
     #[project = KindProj]
     enum Kind<F> {
         // The inner future, each poll in the request's catch scope.
-        Running { #[pin] future: CatchUnwind<F>, alerter: Option<Alerter> },
+        Running { #[pin] future: CatchUnwind<F> },
         // `call` panicked: the 500, ready.
         Panicked { answered: bool },
     }
@@ -212,10 +211,10 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            KindProj::Running { future, alerter } => match future.poll(cx) {
+            KindProj::Running { mut future } => match future.as_mut().poll(cx) {
                 Poll::Ready(Ok(result)) => Poll::Ready(result),
                 Poll::Ready(Err(panicked)) => {
-                    report(&panicked, alerter.as_ref());
+                    future.scope().report(&panicked);
                     Poll::Ready(Ok(panic_response()))
                 }
                 Poll::Pending => Poll::Pending,

@@ -87,7 +87,7 @@ pub mod monitor;
 mod rate_limit;
 
 pub use catch_panic::{CatchPanic, CatchPanicLayer};
-pub use layers::WatchpostLayer;
+pub use layers::{WatchpostFuture, WatchpostLayer, WatchpostService};
 pub use monitor::{Monitor, MonitorFuture, MonitorLayer, NoRoute, RoutePattern};
 
 pub use health::{HealthService, ResponseFuture};

@@ -183,30 +183,16 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        if !self.monitor.watches(req.uri().path()) {
-            // A health probe: its 503 is a signal, not an error.
-            return MonitorFuture {
-                inner: self.inner.call(req),
-                record: None,
-            };
-        }
-        let start = self.monitor.start();
-        let method = req.method().clone();
-        let route = self.routes.route(req.extensions());
+        let record = Pending::start(&self.monitor, &self.routes, &req);
         MonitorFuture {
             inner: self.inner.call(req),
-            record: Some(Pending {
-                monitor: self.monitor.clone(),
-                start,
-                method,
-                route,
-                routes: PhantomData,
-            }),
+            record,
         }
     }
 }
 
-struct Pending<R: RoutePattern> {
+/// A request being timed, until its response is recorded.
+pub(crate) struct Pending<R: RoutePattern> {
     monitor: HttpMonitor,
     start: RequestStart,
     method: Method,
@@ -215,7 +201,35 @@ struct Pending<R: RoutePattern> {
 }
 
 impl<R: RoutePattern> Pending<R> {
-    fn record(self, status: u16, panicked: bool) {
+    /// Starts timing `req`, unless it is a health probe (its 503 is a
+    /// signal, not an error).
+    pub(crate) fn start<B>(monitor: &HttpMonitor, routes: &R, req: &Request<B>) -> Option<Self> {
+        if !monitor.watches(req.uri().path()) {
+            return None;
+        }
+        Some(Pending {
+            start: monitor.start(),
+            monitor: monitor.clone(),
+            method: req.method().clone(),
+            route: routes.route(req.extensions()),
+            routes: PhantomData,
+        })
+    }
+
+    /// Records the response `output` of the request (a service error
+    /// counts as a 500; a caught panic as a panic).
+    pub(crate) fn record_output<B, E>(self, output: &Result<Response<B>, E>) {
+        let (status, panicked) = match output {
+            Ok(res) => (
+                res.status().as_u16(),
+                res.extensions().get::<CaughtPanic>().is_some(),
+            ),
+            Err(_) => (500, false),
+        };
+        self.record(status, panicked);
+    }
+
+    pub(crate) fn record(self, status: u16, panicked: bool) {
         let route = self.route;
         let name = || route.as_ref().map(R::as_str);
         if panicked {
@@ -256,14 +270,7 @@ where
         let this = self.project();
         let output = std::task::ready!(this.inner.poll(cx));
         if let Some(pending) = this.record.take() {
-            let (status, panicked) = match &output {
-                Ok(res) => (
-                    res.status().as_u16(),
-                    res.extensions().get::<CaughtPanic>().is_some(),
-                ),
-                Err(_) => (500, false),
-            };
-            pending.record(status, panicked);
+            pending.record_output(&output);
         }
         Poll::Ready(output)
     }

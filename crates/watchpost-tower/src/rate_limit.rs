@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue, ACCEPT, CACHE_CONTROL, CONTENT_TYPE};
+use http::header::{HeaderValue, ACCEPT, CACHE_CONTROL, CONTENT_TYPE};
 use http::{Extensions, Request, Response, StatusCode};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 use watchpost::ratelimit::{
-    Outcome, RateLimitHeader, RateLimitKey, RateLimitRequest, RateLimiter, Verdict, VerdictFuture,
+    Outcome, RateLimitKey, RateLimitRequest, RateLimiter, Verdict, VerdictFuture,
 };
 
 pub use watchpost::client_ip::ResolvedClientIp;
@@ -174,33 +174,52 @@ where
                 },
             };
         };
-        let peer = self.peer.peer_addr(req.extensions());
-        let extension = if limiter.uses_extension() {
-            req.extensions().get::<RateLimitKey>()
-        } else {
-            None
-        };
-        let verdict = limiter.check_request(
-            &RateLimitRequest::new(req.method().as_str(), req.uri().path(), peer, req.headers())
-                .extension(extension),
-        );
-        if let Some(ip) = verdict.client_ip() {
-            req.extensions_mut().insert(ResolvedClientIp(ip));
-        }
-        let kind = match verdict {
+        let kind = match check(limiter, &self.peer, &mut req) {
             Verdict::Ready(outcome) => decided(&mut self.inner, req, outcome),
             Verdict::Pending(check) => {
                 // Take the service `poll_ready` prepared; leave a clone.
                 let clone = self.inner.clone();
                 let service = std::mem::replace(&mut self.inner, clone);
                 FutureKind::Waiting {
-                    check,
-                    waiting: Some((service, req)),
+                    waiting: Box::new((check, Some((service, req)))),
                 }
             }
         };
         ResponseFuture { kind }
     }
+}
+
+/// Checks `req` against `limiter`, leaving the resolved client address in
+/// its extensions when a reader couldn't work it out again.
+pub(crate) fn check<P: PeerAddr, B>(
+    limiter: &RateLimiter,
+    peer: &P,
+    req: &mut Request<B>,
+) -> Verdict {
+    let peer = peer.peer_addr(req.extensions());
+    let extension = if limiter.uses_extension() {
+        req.extensions().get::<RateLimitKey>()
+    } else {
+        None
+    };
+    let verdict = limiter.check_request(
+        &RateLimitRequest::new(req.method().as_str(), req.uri().path(), peer, req.headers())
+            .extension(extension),
+    );
+    // A reader resolves again with the process default; only another
+    // resolver's answer has to travel with the request.
+    if let Some(ip) = verdict.client_ip() {
+        if !limiter.resolver().is_process_default() {
+            req.extensions_mut().insert(ResolvedClientIp(ip));
+        }
+    }
+    verdict
+}
+
+/// The 429 for a rejected request.
+pub(crate) fn rejected<B: From<Bytes>, R>(outcome: &Outcome, req: &Request<R>) -> Response<B> {
+    let accept = req.headers().get(ACCEPT).map(HeaderValue::as_bytes);
+    rejection(outcome, accept)
 }
 
 /// The 429, or the inner service's call, once `outcome` is known.
@@ -214,41 +233,13 @@ where
     ResBody: From<Bytes>,
 {
     if outcome.is_rejected() {
-        let accept = req.headers().get(ACCEPT).map(HeaderValue::as_bytes);
         return FutureKind::Rejected {
-            response: Some(rejection(&outcome, accept)),
+            response: Some(rejected(&outcome, &req)),
         };
     }
     FutureKind::Inner {
         future: service.call(req),
         outcome: Some(outcome),
-    }
-}
-
-fn insert_headers(headers: &mut http::HeaderMap, outcome: &Outcome) {
-    for (name, value) in outcome.headers() {
-        // The core writes ASCII; an invalid value would be skipped, not fail.
-        if let Ok(value) = HeaderValue::from_maybe_shared(value) {
-            headers.insert(header_name(name), value);
-        }
-    }
-}
-
-/// The header names as constants (no parsing per request).
-fn header_name(header: RateLimitHeader) -> HeaderName {
-    const POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
-    const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
-    const LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
-    const REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
-    const RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
-    match header {
-        RateLimitHeader::Policy => POLICY,
-        RateLimitHeader::RateLimit => RATELIMIT,
-        RateLimitHeader::Limit => LIMIT,
-        RateLimitHeader::Remaining => REMAINING,
-        RateLimitHeader::Reset => RESET,
-        RateLimitHeader::RetryAfter => http::header::RETRY_AFTER,
-        other => HeaderName::from_static(other.as_str()),
     }
 }
 
@@ -259,7 +250,7 @@ fn rejection<B: From<Bytes>>(outcome: &Outcome, accept: Option<&[u8]>) -> Respon
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    insert_headers(headers, outcome);
+    outcome.write_headers(headers);
     response
 }
 
@@ -277,8 +268,11 @@ pin_project! {
     enum FutureKind<S, R, F, B> {
         // Over quota: the 429, ready.
         Rejected { response: Option<Response<B>> },
-        // The store is deciding; then `Rejected` or `Inner`.
-        Waiting { check: VerdictFuture, waiting: Option<(S, R)> },
+        // The store is deciding; then `Rejected` or `Inner`. Boxed: a
+        // round trip to the store dwarfs the allocation, and the future of
+        // every in-memory check stays the size of the inner one plus the
+        // outcome.
+        Waiting { waiting: Box<(VerdictFuture, Option<(S, R)>)> },
         // Allowed: the inner service's future, then the quota headers
         // (none when the layer is disabled).
         Inner { #[pin] future: F, outcome: Option<Outcome> },
@@ -299,7 +293,8 @@ where
     type Output = Result<Response<B>, E>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if let FutureProj::Waiting { check, waiting } = self.as_mut().project().kind.project() {
+        if let FutureProj::Waiting { waiting } = self.as_mut().project().kind.project() {
+            let (check, waiting) = &mut **waiting;
             let outcome = match Pin::new(check).poll(cx) {
                 Poll::Ready(outcome) => outcome,
                 Poll::Pending => return Poll::Pending,
@@ -321,7 +316,7 @@ where
                     Poll::Pending => return Poll::Pending,
                 };
                 if let Some(outcome) = outcome.take() {
-                    insert_headers(response.headers_mut(), &outcome);
+                    outcome.write_headers(response.headers_mut());
                 }
                 Poll::Ready(Ok(response))
             }

@@ -670,6 +670,9 @@ impl WatchpostBuilder {
         if self.panic_hook {
             crate::panic::attach(&alerter, self.panic_timeout, true);
         }
+        // Readers of the client address (`ClientIp`) resolve as the
+        // handle's limiters do, so the limiters leave nothing in requests.
+        self.resolver.make_process_default();
         let app_limiter = self.rate_limit.map(|quota| {
             limiter(
                 quota,

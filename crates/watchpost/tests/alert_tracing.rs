@@ -76,6 +76,31 @@ fn one_callsite_sends_once_and_counts_the_rest() {
 }
 
 #[test]
+fn a_duplicate_event_is_not_formatted() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static FORMATTED: AtomicUsize = AtomicUsize::new(0);
+    struct Costly;
+    impl std::fmt::Debug for Costly {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            FORMATTED.fetch_add(1, Ordering::Relaxed);
+            f.write_str("costly")
+        }
+    }
+    let (alerter, sink) = alerter();
+    with_layer(&alerter, AlertLayer::new(alerter.clone()), || {
+        for _ in 0..50 {
+            tracing::error!(state = ?Costly, "retry failed");
+        }
+    });
+    assert_eq!(sink.len(), 1);
+    assert!(detail(&sink.notifications()[0]).contains("state = costly"));
+    // The first event's fields are formatted for its alert; the 49
+    // duplicates are counted by their callsite alone.
+    assert_eq!(FORMATTED.load(Ordering::Relaxed), 1);
+    assert_eq!(alerter.stats().suppressed, 49);
+}
+
+#[test]
 fn two_callsites_send_two_alerts() {
     let (alerter, sink) = alerter();
     with_layer(&alerter, AlertLayer::new(alerter.clone()), || {

@@ -166,6 +166,14 @@ impl Alerter {
         self.inner.send(alert, None);
     }
 
+    /// Sends the alert `build` makes under dedupe `key`, building it only
+    /// if it will be delivered (for callers whose alert is costly to make
+    /// and whose key is cheap, as the tracing layer's).
+    #[cfg(feature = "tracing-layer")]
+    pub(crate) fn send_lazy(&self, key: &str, build: impl FnOnce() -> Alert) -> bool {
+        self.inner.send_lazy(key, build)
+    }
+
     /// Opens the incident `key` and sends one "firing" message. Further
     /// `fire` calls for an open incident send nothing (they count as
     /// suppressed) until [`resolve`](Self::resolve) closes it.
@@ -336,6 +344,41 @@ impl Inner {
             Seen::Deliver { similar } => {
                 let key = key.into_owned();
                 self.enqueue(alert, key, NotificationKind::Alert, similar, None, done);
+                true
+            }
+        }
+    }
+
+    /// [`send`](Self::send) for an alert whose dedupe `key` is known
+    /// before the alert is: `build` runs only when the alert will be
+    /// delivered (or a loop reported), so that a suppressed duplicate costs
+    /// the gate's check and nothing else.
+    #[cfg(feature = "tracing-layer")]
+    pub(crate) fn send_lazy(&self, key: &str, build: impl FnOnce() -> Alert) -> bool {
+        let (seen, looping) = self.gate.check(key, self.clock.now());
+        if looping.is_none() && matches!(seen, Seen::Suppressed) {
+            self.counters.suppressed.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        let alert = build().key(key);
+        if let Some(looping) = looping {
+            let looping_alert = looping_alert(&alert, looping);
+            self.fire(&looping_key(key), looping_alert);
+        }
+        match seen {
+            Seen::Suppressed => {
+                self.counters.suppressed.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+            Seen::Deliver { similar } => {
+                self.enqueue(
+                    alert,
+                    key.to_owned(),
+                    NotificationKind::Alert,
+                    similar,
+                    None,
+                    None,
+                );
                 true
             }
         }

@@ -179,14 +179,27 @@ impl AlertLayer {
         if meta.target().starts_with(OWN_TARGET) || !bridged && !self.takes_target(meta.target()) {
             return;
         }
-        let mut fields = Fields::default();
-        event.record(&mut fields);
-        let target = fields.log_target.as_deref().unwrap_or(meta.target());
-        if bridged && !self.takes_target(target) {
+        let severity = self.severities[level_index(*meta.level())];
+        let record = || {
+            let mut fields = Fields::default();
+            event.record(&mut fields);
+            fields
+        };
+        if !bridged {
+            // The callsite is the key: a duplicate is known before any
+            // field is formatted, and costs the dedupe check alone.
+            let key = callsite_key(meta.target(), meta.file(), meta.line().map(u64::from))
+                .unwrap_or_else(|| format!("tracing:{}:{}", meta.target(), meta.name()));
+            self.alerter
+                .send_lazy(&key, || build_alert(meta, record(), severity));
             return;
         }
-        let alert = build_alert(meta, fields, self.severities[level_index(*meta.level())]);
-        self.alerter.send(alert);
+        let fields = record();
+        let target = fields.log_target.as_deref().unwrap_or(meta.target());
+        if !self.takes_target(target) {
+            return;
+        }
+        self.alerter.send(build_alert(meta, fields, severity));
     }
 }
 
@@ -330,13 +343,22 @@ fn build_alert(meta: &Metadata<'_>, fields: Fields, severity: Severity) -> Alert
     }
 
     // The callsite, stable across processes (never a pointer).
-    let key = match &location {
-        Some(location) => format!("tracing:{target}:{location}"),
+    let key = match callsite_key(target, file, line) {
+        Some(key) => key,
         None if !bridged => format!("tracing:{target}:{}", meta.name()),
         // A log record without a location: its message is all there is.
         None => format!("tracing:{target}:{}", super::fingerprint(&title)),
     };
     Alert::new(severity, title).detail(detail).key(key)
+}
+
+/// `tracing:{target}:{file}:{line}`, the dedupe key of an event with a
+/// location.
+fn callsite_key(target: &str, file: Option<&str>, line: Option<u64>) -> Option<String> {
+    match (file, line) {
+        (Some(file), Some(line)) => Some(format!("tracing:{target}:{file}:{line}")),
+        _ => None,
+    }
 }
 
 /// Cuts `text` to at most `max` characters, marking the cut with `…`.

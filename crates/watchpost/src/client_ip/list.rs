@@ -7,6 +7,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ops::ControlFlow;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 
@@ -22,33 +23,59 @@ pub(super) const MAX_HEADER_BYTES: usize = 4096;
 /// Longest node (`[` IPv6 with embedded IPv4 `]:` port is 53 bytes).
 const MAX_NODE_BYTES: usize = 64;
 
-/// Whether canonical `ip` is in `nets`.
-pub(super) fn contains(nets: &[IpNet], ip: IpAddr) -> bool {
-    // Integer compares per family: this runs on every request.
-    match ip {
-        IpAddr::V4(v4) => {
-            let addr = u32::from(v4);
-            nets.iter().any(|net| match net {
+/// The trusted networks as masks per family, built once per resolver:
+/// the lookup runs on every request.
+#[derive(Clone, Debug)]
+pub(super) struct Trusted {
+    nets: Arc<[IpNet]>,
+    v4: Arc<[(u32, u32)]>,
+    v6: Arc<[(u128, u128)]>,
+}
+
+impl Trusted {
+    pub(super) fn new(nets: Arc<[IpNet]>) -> Self {
+        let v4 = nets
+            .iter()
+            .filter_map(|net| match net {
                 IpNet::V4(net) => {
                     let mask = u32::MAX
                         .checked_shl(32 - u32::from(net.prefix_len()))
                         .unwrap_or(0);
-                    (addr ^ u32::from(net.addr())) & mask == 0
+                    Some((u32::from(net.addr()) & mask, mask))
                 }
-                IpNet::V6(_) => false,
+                IpNet::V6(_) => None,
             })
-        }
-        IpAddr::V6(v6) => {
-            let addr = u128::from(v6);
-            nets.iter().any(|net| match net {
+            .collect();
+        let v6 = nets
+            .iter()
+            .filter_map(|net| match net {
                 IpNet::V6(net) => {
                     let mask = u128::MAX
                         .checked_shl(128 - u32::from(net.prefix_len()))
                         .unwrap_or(0);
-                    (addr ^ u128::from(net.addr())) & mask == 0
+                    Some((u128::from(net.addr()) & mask, mask))
                 }
-                IpNet::V4(_) => false,
+                IpNet::V4(_) => None,
             })
+            .collect();
+        Self { nets, v4, v6 }
+    }
+
+    pub(super) fn nets(&self) -> &Arc<[IpNet]> {
+        &self.nets
+    }
+
+    /// Whether canonical `ip` is in one of the networks.
+    pub(super) fn contains(&self, ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(v4) => {
+                let addr = u32::from(v4);
+                self.v4.iter().any(|&(net, mask)| addr & mask == net)
+            }
+            IpAddr::V6(v6) => {
+                let addr = u128::from(v6);
+                self.v6.iter().any(|&(net, mask)| addr & mask == net)
+            }
         }
     }
 }
@@ -65,7 +92,7 @@ pub(super) enum Syntax {
 /// Walks header `name` from the right, starting from trusted `peer`.
 /// `None` if the request has no such header.
 pub(super) fn walk<H: Headers + ?Sized>(
-    trusted: &[IpNet],
+    trusted: &Trusted,
     peer: IpAddr,
     headers: &H,
     name: &str,
@@ -95,7 +122,7 @@ pub(super) fn walk<H: Headers + ?Sized>(
 /// Joins the lines of header `name` with `,` and walks the rightmost
 /// [`MAX_HEADER_BYTES`] of the result; `total` is the joined length.
 fn walk_joined<H: Headers + ?Sized>(
-    trusted: &[IpNet],
+    trusted: &Trusted,
     peer: IpAddr,
     headers: &H,
     name: &str,
@@ -128,7 +155,7 @@ fn walk_joined<H: Headers + ?Sized>(
 /// Walks `window` from the right. `cut` means bytes left of it were not
 /// read, so its leftmost entry may be partial.
 fn walk_window(
-    trusted: &[IpNet],
+    trusted: &Trusted,
     peer: IpAddr,
     window: &[u8],
     cut: bool,
@@ -173,7 +200,7 @@ fn walk_window(
 
 /// The state of a right-to-left walk.
 struct Walk<'a> {
-    trusted: &'a [IpNet],
+    trusted: &'a Trusted,
     /// The last trusted address seen (the peer at first).
     nearest: IpAddr,
     walked: usize,
@@ -191,7 +218,7 @@ impl Walk<'_> {
             return ControlFlow::Break(self.nearest);
         };
         let ip = ip.to_canonical();
-        if contains(self.trusted, ip) {
+        if self.trusted.contains(ip) {
             self.nearest = ip;
             ControlFlow::Continue(())
         } else {
@@ -348,16 +375,47 @@ fn parse_address(s: &[u8]) -> Option<IpAddr> {
         return parse_ip::<Ipv6Addr>(&rest[..close]).map(IpAddr::V6);
     }
     match s.iter().filter(|&&b| b == b':').count() {
-        0 => parse_ip::<Ipv4Addr>(s).map(IpAddr::V4),
+        0 => parse_ipv4(s).map(IpAddr::V4),
         1 => {
             let colon = s.iter().position(|&b| b == b':')?;
             if !is_port(&s[colon + 1..]) {
                 return None;
             }
-            parse_ip::<Ipv4Addr>(&s[..colon]).map(IpAddr::V4)
+            parse_ipv4(&s[..colon]).map(IpAddr::V4)
         }
         _ => parse_ip::<Ipv6Addr>(s).map(IpAddr::V6),
     }
+}
+
+/// A dotted-quad IPv4 address, exactly as `Ipv4Addr::from_str` reads it
+/// (four decimal octets up to 255, no leading zeros), straight from bytes:
+/// this runs for every request from behind a proxy.
+pub(super) fn parse_ipv4(s: &[u8]) -> Option<Ipv4Addr> {
+    let mut octets = [0_u8; 4];
+    let mut i = 0;
+    for (n, octet) in octets.iter_mut().enumerate() {
+        if n > 0 {
+            if s.get(i) != Some(&b'.') {
+                return None;
+            }
+            i += 1;
+        }
+        let start = i;
+        let mut value = 0_u32;
+        while let Some(&b) = s.get(i) {
+            if !b.is_ascii_digit() || i - start == 3 {
+                break;
+            }
+            value = value * 10 + u32::from(b - b'0');
+            i += 1;
+        }
+        let len = i - start;
+        if len == 0 || (len > 1 && s[start] == b'0') {
+            return None;
+        }
+        *octet = u8::try_from(value).ok()?;
+    }
+    (i == s.len()).then_some(Ipv4Addr::from(octets))
 }
 
 fn parse_ip<T: std::str::FromStr>(s: &[u8]) -> Option<T> {

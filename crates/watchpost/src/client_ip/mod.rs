@@ -112,16 +112,59 @@ mod list;
 mod presets;
 
 use std::borrow::Cow;
+use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 pub use ipnet::IpNet;
 
-/// The client address the rate limiter resolved, which every adapter puts
-/// in the request's extensions for handlers and logs (axum's `ClientIp`
-/// extractor reads it).
+/// The client address a rate limiting layer resolved, left in the
+/// request's extensions when a reader could not work it out again the same
+/// way: when the layer's resolver is not the
+/// [process default](ClientIpResolver::make_process_default).
+///
+/// Read it with [`get_or_resolve`](Self::get_or_resolve) (the adapters'
+/// `ClientIp` extractors do), which resolves with the process default when
+/// the extension is absent: the same answer the layer counted, without the
+/// cost of an extension on every request that nobody reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ResolvedClientIp(pub IpAddr);
+
+impl ResolvedClientIp {
+    /// The client address of a request: `found` (what a layer left in the
+    /// extensions), else `peer` resolved from `headers` with the
+    /// [process default](ClientIpResolver::process_default) resolver,
+    /// which is the resolver of every layer that left nothing.
+    ///
+    /// ```
+    /// use watchpost::client_ip::ResolvedClientIp;
+    ///
+    /// let mut headers = http::HeaderMap::new();
+    /// headers.insert("x-forwarded-for", "203.0.113.9".parse()?);
+    /// let nginx = "10.0.0.1".parse()?;
+    /// let ip = ResolvedClientIp::get_or_resolve(None, nginx, &headers);
+    /// assert_eq!(ip, "203.0.113.9".parse::<std::net::IpAddr>()?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn get_or_resolve<H: Headers + ?Sized>(
+        found: Option<&ResolvedClientIp>,
+        peer: IpAddr,
+        headers: &H,
+    ) -> IpAddr {
+        match found {
+            Some(ResolvedClientIp(ip)) => *ip,
+            None => ClientIpResolver::process_default().resolve(peer, headers),
+        }
+    }
+}
+
+/// The process default resolver, and its fingerprint (0: none was made
+/// the default, so it is `ClientIpResolver::new()`).
+static PROCESS_DEFAULT: RwLock<Option<ClientIpResolver>> = RwLock::new(None);
+static PROCESS_FINGERPRINT: AtomicU64 = AtomicU64::new(0);
+static NEW_FINGERPRINT: OnceLock<u64> = OnceLock::new();
 pub use presets::{CLOUDFLARE_IPS, DEFAULT_TRUSTED_PROXIES};
 
 /// Request headers as the resolver reads them.
@@ -132,12 +175,40 @@ pub trait Headers {
     /// Calls `f` with every value of header `name` (lowercase ASCII), in the
     /// order they were received.
     fn for_each(&self, name: &str, f: &mut dyn FnMut(&[u8]));
+
+    /// Which of `Forwarded`, `X-Forwarded-For` and `X-Real-IP` may be
+    /// present, in that order, so that the resolver looks up only those.
+    /// May say present for an absent header, never the reverse; the
+    /// default says all may be.
+    fn forwarding_present(&self) -> [bool; 3] {
+        [true; 3]
+    }
 }
 
+const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
+const X_REAL_IP: http::HeaderName = http::HeaderName::from_static("x-real-ip");
+
 impl Headers for http::HeaderMap {
+    fn forwarding_present(&self) -> [bool; 3] {
+        // One pass over a request's few header names is cheaper than
+        // three hashed lookups; a long list is looked up instead.
+        if self.keys_len() > 16 {
+            return [true; 3];
+        }
+        let mut present = [false; 3];
+        for name in self.keys() {
+            if *name == http::header::FORWARDED {
+                present[0] = true;
+            } else if *name == X_FORWARDED_FOR {
+                present[1] = true;
+            } else if *name == X_REAL_IP {
+                present[2] = true;
+            }
+        }
+        present
+    }
+
     fn for_each(&self, name: &str, f: &mut dyn FnMut(&[u8])) {
-        const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
-        const X_REAL_IP: http::HeaderName = http::HeaderName::from_static("x-real-ip");
         // The resolver's own names are constants: no parsing per request.
         let values = match name {
             "forwarded" => self.get_all(http::header::FORWARDED),
@@ -155,7 +226,7 @@ impl Headers for http::HeaderMap {
 ///
 /// Whatever the source, a header is read only when the peer is a trusted
 /// proxy. See the [module docs](self#which-header).
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum HeaderSource {
     /// Whichever of `Forwarded`, `X-Forwarded-For` and `X-Real-IP` the
@@ -182,10 +253,21 @@ pub enum HeaderSource {
 ///
 /// Cheap to clone (the trusted list is shared). See the
 /// [module docs](self) for the trust model and an example.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ClientIpResolver {
-    trusted: Arc<[IpNet]>,
+    trusted: list::Trusted,
     source: HeaderSource,
+    /// A hash of the two above, to tell resolvers apart in one compare.
+    fingerprint: u64,
+}
+
+impl fmt::Debug for ClientIpResolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientIpResolver")
+            .field("trusted", self.trusted.nets())
+            .field("source", &self.source)
+            .finish()
+    }
 }
 
 impl Default for ClientIpResolver {
@@ -199,9 +281,60 @@ impl ClientIpResolver {
     /// ranges) and reads [`HeaderSource::Auto`].
     pub fn new() -> Self {
         Self {
-            trusted: Arc::from(DEFAULT_TRUSTED_PROXIES),
+            trusted: list::Trusted::new(Arc::from(DEFAULT_TRUSTED_PROXIES)),
             source: HeaderSource::Auto,
+            fingerprint: 0,
         }
+        .fingerprinted()
+    }
+
+    fn fingerprinted(mut self) -> Self {
+        // SipHash with fixed keys: the same configuration, the same value,
+        // within the process. Never 0 (which means "no default set").
+        let mut hasher = std::hash::DefaultHasher::new();
+        self.trusted.nets().hash(&mut hasher);
+        self.source.hash(&mut hasher);
+        self.fingerprint = hasher.finish() | 1;
+        self
+    }
+
+    /// Makes this the process's default resolver: the one that readers of
+    /// the client address ([`ResolvedClientIp::get_or_resolve`], the
+    /// adapters' `ClientIp` extractors) use when a request carries no
+    /// [`ResolvedClientIp`]. A rate limiting layer whose resolver is the
+    /// process default leaves none (a reader gets the same answer by
+    /// resolving again, and most requests have no reader); one with
+    /// another resolver leaves its result in the extensions.
+    ///
+    /// [`Watchpost::build`](crate::Watchpost) makes its resolver the
+    /// default; until something does, it is [`ClientIpResolver::new`].
+    pub fn make_process_default(&self) {
+        let mut slot = PROCESS_DEFAULT
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        *slot = Some(self.clone());
+        PROCESS_FINGERPRINT.store(self.fingerprint, Ordering::Release);
+    }
+
+    /// The process's default resolver (see
+    /// [`make_process_default`](Self::make_process_default)).
+    pub fn process_default() -> ClientIpResolver {
+        PROCESS_DEFAULT
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .unwrap_or_default()
+    }
+
+    /// Whether this resolver is configured as the process default is (the
+    /// same trusted proxies and header): one atomic load and a compare,
+    /// for the request path.
+    pub fn is_process_default(&self) -> bool {
+        let current = match PROCESS_FINGERPRINT.load(Ordering::Acquire) {
+            0 => *NEW_FINGERPRINT.get_or_init(|| ClientIpResolver::new().fingerprint),
+            set => set,
+        };
+        self.fingerprint == current
     }
 
     /// For apps behind Cloudflare: reads `CF-Connecting-IP`, only from
@@ -256,8 +389,8 @@ impl ClientIpResolver {
     /// ```
     #[must_use]
     pub fn trust_proxies(mut self, cidrs: impl IntoIterator<Item = IpNet>) -> Self {
-        self.trusted = cidrs.into_iter().map(presets::canonical_net).collect();
-        self
+        self.trusted = list::Trusted::new(cidrs.into_iter().map(presets::canonical_net).collect());
+        self.fingerprinted()
     }
 
     /// Trusts no proxy: the client is always the peer address.
@@ -276,18 +409,18 @@ impl ClientIpResolver {
             }
             other => other,
         };
-        self
+        self.fingerprinted()
     }
 
     /// The trusted proxy networks.
     pub fn trusted(&self) -> &[IpNet] {
-        &self.trusted
+        self.trusted.nets()
     }
 
     /// Whether `ip` is a trusted proxy. An IPv4-mapped IPv6 address is
     /// checked as its IPv4 address.
     pub fn is_trusted(&self, ip: IpAddr) -> bool {
-        list::contains(&self.trusted, ip.to_canonical())
+        self.trusted.contains(ip.to_canonical())
     }
 
     /// The client address of a request that came from `peer` with
@@ -299,19 +432,28 @@ impl ClientIpResolver {
     /// resolve to the nearest trustworthy address.
     pub fn resolve<H: Headers + ?Sized>(&self, peer: IpAddr, headers: &H) -> IpAddr {
         let peer = peer.to_canonical();
-        if !list::contains(&self.trusted, peer) {
+        if !self.trusted.contains(peer) {
             return peer;
         }
-        let trusted = &self.trusted[..];
-        let forwarded = || list::walk(trusted, peer, headers, "forwarded", list::Syntax::Forwarded);
+        let trusted = &self.trusted;
+        let present = headers.forwarding_present();
+        let forwarded = || {
+            present[0]
+                .then(|| list::walk(trusted, peer, headers, "forwarded", list::Syntax::Forwarded))
+                .flatten()
+        };
         let xff = || {
-            list::walk(
-                trusted,
-                peer,
-                headers,
-                "x-forwarded-for",
-                list::Syntax::XForwardedFor,
-            )
+            present[1]
+                .then(|| {
+                    list::walk(
+                        trusted,
+                        peer,
+                        headers,
+                        "x-forwarded-for",
+                        list::Syntax::XForwardedFor,
+                    )
+                })
+                .flatten()
         };
         let single = |name: &str| list::single(headers, name);
         match &self.source {
@@ -322,7 +464,12 @@ impl ClientIpResolver {
                 // one is forged, and only the peer is trustworthy. A
                 // single-address header naming a trusted proxy says nothing
                 // about the client (nginx's X-Real-IP behind a CDN).
-                let real_ip = || single("x-real-ip").filter(|ip| !list::contains(trusted, *ip));
+                let real_ip = || {
+                    present[2]
+                        .then(|| single("x-real-ip"))
+                        .flatten()
+                        .filter(|ip| !trusted.contains(*ip))
+                };
                 let mut client = None;
                 for candidate in [forwarded(), xff(), real_ip()].into_iter().flatten() {
                     match client {

@@ -969,4 +969,10 @@ proptest! {
         let r = ClientIpResolver::new();
         prop_assert_eq!(r.resolve(peer, &raw), client.to_canonical());
     }
+
+    #[test]
+    fn ipv4_parsing_agrees_with_std(text in "[0-9.]{0,18}|[0-9]{1,4}(\\.[0-9]{1,4}){3}|.{0,16}") {
+        let ours = super::list::parse_ipv4(text.as_bytes());
+        prop_assert_eq!(ours, text.parse::<std::net::Ipv4Addr>().ok(), "{:?}", text);
+    }
 }

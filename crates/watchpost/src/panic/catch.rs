@@ -1,6 +1,6 @@
 //! Catch-panic scopes: what the adapters run each request in.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::fmt::{self, Write as _};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -20,28 +20,56 @@ use crate::alert::{Alert, Alerter};
 const REQUEST_MAX: usize = 200;
 
 thread_local! {
-    /// The innermost catch scope running on this thread, if any.
-    static SCOPE: Cell<Option<CatchScope>> = const { Cell::new(None) };
-    /// Set by the hook when it reported a panic inside a scope.
-    static REPORTED: Cell<bool> = const { Cell::new(false) };
+    /// How many catch scopes the thread is running in.
+    static DEPTH: Cell<u32> = const { Cell::new(0) };
+    /// What the panic hook made of panics inside a scope (their location
+    /// and backtrace), for the scope that catches them to send: the scope
+    /// knows the request and its alerter, the hook doesn't. `STASHED` says
+    /// whether there is anything, so that a scope that saw no panic looks
+    /// at one flag. Nothing about a scope is copied per poll.
+    static STASH: RefCell<Vec<Stashed>> = const { RefCell::new(Vec::new()) };
+    static STASHED: Cell<bool> = const { Cell::new(false) };
 }
 
-/// The catch scope running on this thread, if any.
-pub(super) fn current_scope() -> Option<CatchScope> {
-    SCOPE
-        .try_with(|cell| {
-            let scope = cell.take();
-            let copy = scope.clone();
-            cell.set(scope);
-            copy
+/// Panics stashed at most between two scope exits (a handler that catches
+/// its own panics in a loop must not grow the stash without bound).
+const STASH_MAX: usize = 8;
+
+/// A panic the hook saw inside a scope: the alert to send once the request
+/// is known, and the hook's alerter (used when the scope has none).
+pub(super) struct Stashed {
+    pub(super) build: Box<dyn FnOnce(Option<&str>) -> Alert>,
+    pub(super) alerter: Option<Alerter>,
+}
+
+/// Whether this thread is running in a catch scope (a panic now will be
+/// caught, unless the panic strategy is abort).
+pub(super) fn in_scope() -> bool {
+    DEPTH.try_with(Cell::get).unwrap_or(0) > 0
+}
+
+/// Keeps what the hook made of a panic for the scope that catches it.
+pub(super) fn stash(stashed: Stashed) {
+    let _ = STASH.try_with(|stash| {
+        if let Ok(mut stash) = stash.try_borrow_mut() {
+            if stash.len() < STASH_MAX {
+                stash.push(stashed);
+            }
+        }
+    });
+    let _ = STASHED.try_with(|flag| flag.set(true));
+}
+
+/// The panics stashed since the last look.
+fn take_stash() -> Vec<Stashed> {
+    STASH
+        .try_with(|stash| {
+            stash
+                .try_borrow_mut()
+                .map(|mut stash| std::mem::take(&mut *stash))
+                .unwrap_or_default()
         })
-        .ok()
-        .flatten()
-}
-
-/// The hook reported the panic in progress (inside a scope).
-pub(super) fn mark_reported() {
-    let _ = REPORTED.try_with(|r| r.set(true));
+        .unwrap_or_default()
 }
 
 /// A catch-panic scope: code run in it has its panics caught and turned
@@ -67,8 +95,41 @@ pub(super) fn mark_reported() {
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct CatchScope {
-    request: Option<Arc<str>>,
+    request: Option<RequestLine>,
     alerter: Option<Alerter>,
+}
+
+/// What a scope knows of its request. An HTTP request's method and URI are
+/// kept as they are (copies of a reference count), and written out only
+/// for a panic: a request that doesn't panic costs no allocation.
+#[derive(Clone, Debug)]
+enum RequestLine {
+    Http {
+        method: http::Method,
+        path: Option<http::uri::PathAndQuery>,
+    },
+    Text {
+        method: Arc<str>,
+        path: Arc<str>,
+    },
+}
+
+impl RequestLine {
+    fn render(&self) -> Arc<str> {
+        let (method, path) = match self {
+            RequestLine::Http { method, path } => (
+                method.as_str(),
+                path.as_ref().map_or("/", http::uri::PathAndQuery::path),
+            ),
+            RequestLine::Text { method, path } => (&**method, &**path),
+        };
+        let path = truncate(path, REQUEST_MAX);
+        let mut request = String::with_capacity(method.len() + path.len() + 1);
+        request.push_str(method);
+        request.push(' ');
+        request.push_str(&path);
+        request.into()
+    }
 }
 
 impl CatchScope {
@@ -81,13 +142,26 @@ impl CatchScope {
     /// `request` label such as `GET /orders/42`. Give the path without the
     /// query string (it may hold secrets).
     pub fn for_request(method: &str, path: &str) -> Self {
-        let mut request = String::with_capacity(method.len() + path.len() + 1);
-        request.push_str(method);
-        request.push(' ');
-        request.push_str(&truncate(path, REQUEST_MAX));
         Self {
-            request: Some(request.into()),
-            alerter: None,
+            request: Some(RequestLine::Text {
+                method: method.into(),
+                path: path.into(),
+            }),
+            ..Self::default()
+        }
+    }
+
+    /// A scope for an [`http`] request, as [`for_request`](Self::for_request)
+    /// with its method and path (never the query), without an allocation
+    /// unless it panics: what the tower and axum layers use.
+    #[inline]
+    pub fn for_http_request(method: &http::Method, uri: &http::Uri) -> Self {
+        Self {
+            request: Some(RequestLine::Http {
+                method: method.clone(),
+                path: uri.path_and_query().cloned(),
+            }),
+            ..Self::default()
         }
     }
 
@@ -95,19 +169,26 @@ impl CatchScope {
     /// the panic hook was installed with (the adapters' layers pass their
     /// [`Watchpost`](crate::Watchpost)'s).
     #[must_use]
+    #[inline]
     pub fn alerter(mut self, alerter: Option<&Alerter>) -> Self {
         self.alerter = alerter.cloned();
         self
     }
 
     /// The request this scope is for (`GET /orders/42`), if any.
-    pub fn request(&self) -> Option<&str> {
-        self.request.as_deref()
+    ///
+    /// Written out on each call (a scope keeps the method and path as
+    /// they came, so that a request that doesn't panic costs nothing).
+    pub fn request(&self) -> Option<Arc<str>> {
+        self.request.as_ref().map(RequestLine::render)
     }
 
-    /// The alerter panics in this scope go to, if set.
-    pub(super) fn alerter_ref(&self) -> Option<&Alerter> {
-        self.alerter.as_ref()
+    /// Reports `panicked` to this scope's alerter, if it has one (see
+    /// [`Panicked::report`]).
+    pub fn report(&self, panicked: &Panicked) {
+        if let Some(alerter) = &self.alerter {
+            panicked.report(alerter);
+        }
     }
 
     /// Runs `f`, catching a panic. The closure is treated as unwind safe
@@ -117,22 +198,46 @@ impl CatchScope {
     /// # Errors
     ///
     /// [`Panicked`] if `f` panicked.
+    #[inline]
     pub fn run<R>(&self, f: impl FnOnce() -> R) -> Result<R, Panicked> {
-        let previous = SCOPE.try_with(|s| s.replace(Some(self.clone()))).ok();
-        let _ = REPORTED.try_with(|r| r.set(false));
+        let entered = DEPTH.try_with(|d| d.set(d.get().saturating_add(1))).is_ok();
         let result = std::panic::catch_unwind(AssertUnwindSafe(f));
-        if let Some(previous) = previous {
-            let _ = SCOPE.try_with(|s| s.set(previous));
+        if entered {
+            let _ = DEPTH.try_with(|d| d.set(d.get().saturating_sub(1)));
+        }
+        // The hook's alerts of what panicked in here (caught by this
+        // scope, or deeper by the application's own `catch_unwind`).
+        let reported = STASHED
+            .try_with(|flag| flag.replace(false))
+            .unwrap_or(false);
+        if reported {
+            self.send_stashed();
         }
         result.map_err(|payload| Panicked {
             message: payload_message(&*payload).to_owned(),
-            request: self.request.clone(),
+            request: self.request(),
             thread: thread_name(),
-            reported: REPORTED.try_with(|r| r.replace(false)).unwrap_or(false),
+            reported,
         })
     }
 
+    /// Sends the hook's alerts of the panics in this scope, with the
+    /// request, to this scope's alerter or else the hook's.
+    #[cold]
+    fn send_stashed(&self) {
+        let request = self.request();
+        for stashed in take_stash() {
+            let Some(alerter) = self.alerter.as_ref().or(stashed.alerter.as_ref()) else {
+                continue;
+            };
+            if !on_delivery_thread(alerter) {
+                alerter.send((stashed.build)(request.as_deref()));
+            }
+        }
+    }
+
     /// Wraps `future`: each poll runs in this scope.
+    #[inline]
     pub fn wrap<F: Future>(self, future: F) -> CatchUnwind<F> {
         CatchUnwind {
             future,
@@ -183,6 +288,11 @@ impl<F> CatchUnwind<F> {
     /// The wrapped future.
     pub fn get_ref(&self) -> &F {
         &self.future
+    }
+
+    /// The scope each poll runs in.
+    pub fn scope(&self) -> &CatchScope {
+        &self.scope
     }
 
     /// Unwraps the future.
@@ -295,22 +405,17 @@ mod tests {
     #[test]
     fn scope_catches_a_panic_and_restores_itself() {
         let outer = CatchScope::for_request("GET", "/outer");
+        assert!(!in_scope());
         let result = outer.run(|| {
-            assert_eq!(
-                current_scope().and_then(|s| s.request).as_deref(),
-                Some("GET /outer")
-            );
+            assert!(in_scope());
             let inner = CatchScope::new().run(|| panic!("inner {}", 1));
-            assert_eq!(
-                current_scope().and_then(|s| s.request).as_deref(),
-                Some("GET /outer")
-            );
+            assert!(in_scope(), "the inner scope's exit leaves the outer one");
             inner
         });
         let panicked = result.unwrap().unwrap_err();
         assert_eq!(panicked.message(), "inner 1");
         assert!(!panicked.is_reported(), "no hook in unit tests");
-        assert!(current_scope().is_none());
+        assert!(!in_scope());
         assert_eq!(CatchScope::new().run(|| 7).ok(), Some(7));
     }
 
@@ -348,7 +453,7 @@ mod tests {
         assert_eq!(panicked.message(), "card declined: 402");
         assert_eq!(panicked.request(), Some("POST /pay"));
         assert_eq!(panicked.to_string(), "panicked: card declined: 402");
-        assert!(current_scope().is_none());
+        assert!(!in_scope());
     }
 
     #[cfg(feature = "test-util")]

@@ -264,23 +264,21 @@ impl std::error::Error for AlreadyInstalled {}
 /// The hook itself. Must never panic (a panic in a panic hook aborts):
 /// nothing here unwraps, indexes or formats with a fallible `to_string`.
 fn on_panic(config: &HookConfig, info: &PanicHookInfo<'_>) {
-    let scope = catch::current_scope();
-    // A request's scope reports to its own alerter (several handles in one
-    // process, in tests); anything else to the hook's.
-    let Some(alerter) = scope
-        .as_ref()
-        .and_then(|s| s.alerter_ref().cloned())
-        .or_else(|| config.alerter())
-    else {
-        return;
-    };
-    if on_delivery_thread(&alerter) {
+    // In a catch scope (a request under a catch-panic layer) the panic is
+    // caught: the scope sends the alert, with its request and to its own
+    // alerter (several handles in one process, in tests) or else the
+    // hook's, and nobody waits. Under `panic = "abort"` nothing is caught:
+    // wait as for any panic.
+    let caught = catch::in_scope() && cfg!(panic = "unwind");
+    let alerter = config.alerter();
+    if alerter.as_ref().is_some_and(on_delivery_thread) {
         // A sink, the store or a check panicked on watchpost's thread: an
         // alert would go back into it.
         return;
     }
-    // Under `panic = "abort"` nothing is caught: wait as for any panic.
-    let caught = scope.is_some() && cfg!(panic = "unwind");
+    if alerter.is_none() && !caught {
+        return;
+    }
     // Relative to its crate, as the backtrace's paths are: never the build
     // machine's directories (a dependency's file is `tokio-1.48.0/src/…`).
     let location = info.location().map(|l| {
@@ -295,20 +293,28 @@ fn on_panic(config: &HookConfig, info: &PanicHookInfo<'_>) {
         Some(captured) => (Some(captured.text), captured.frames),
         None => (None, Vec::new()),
     };
-    let alert = panic_alert(&PanicDetails {
-        message: payload_message(info.payload()),
-        location: location.as_deref(),
-        thread: &thread_name(),
-        request: scope.as_ref().and_then(|s| s.request()),
-        caught,
-        backtrace: backtrace.as_deref(),
-        frames: &frames,
-    });
-    if caught {
-        alerter.send(alert);
-        catch::mark_reported();
-    } else {
-        alerter.send_and_wait(alert, config.timeout);
+    let message = payload_message(info.payload()).to_owned();
+    let thread = thread_name();
+    let alert = move |request: Option<&str>, caught: bool| {
+        panic_alert(&PanicDetails {
+            message: &message,
+            location: location.as_deref(),
+            thread: &thread,
+            request,
+            caught,
+            backtrace: backtrace.as_deref(),
+            frames: &frames,
+        })
+    };
+    match alerter {
+        _ if caught => catch::stash(catch::Stashed {
+            build: Box::new(move |request: Option<&str>| alert(request, true)),
+            alerter,
+        }),
+        Some(alerter) => {
+            alerter.send_and_wait(alert(None, false), config.timeout);
+        }
+        None => {}
     }
 }
 

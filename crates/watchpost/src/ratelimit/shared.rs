@@ -98,7 +98,7 @@ impl Verdict {
     pub fn client_ip(&self) -> Option<IpAddr> {
         match self {
             Verdict::Ready(outcome) => outcome.client_ip(),
-            Verdict::Pending(future) => future.client_ip,
+            Verdict::Pending(future) => future.client_ip(),
         }
     }
 
@@ -118,7 +118,6 @@ impl IntoFuture for Verdict {
     fn into_future(self) -> VerdictFuture {
         match self {
             Verdict::Ready(outcome) => VerdictFuture {
-                client_ip: outcome.client_ip(),
                 state: State::Ready(Some(outcome)),
             },
             Verdict::Pending(future) => future,
@@ -129,17 +128,21 @@ impl IntoFuture for Verdict {
 /// The [`Outcome`] of a [`Verdict`], once the store has decided.
 #[must_use = "futures do nothing unless polled"]
 pub struct VerdictFuture {
-    client_ip: Option<IpAddr>,
     state: State,
 }
 
+/// Boxed while waiting (a round trip to the store dwarfs the allocation),
+/// so that a [`Verdict`] is no bigger than an [`Outcome`] on the
+/// in-memory path.
 enum State {
     Ready(Option<Outcome>),
-    Waiting {
-        decision: DecisionFuture,
-        policy: Arc<Policy>,
-        template: Outcome,
-    },
+    Waiting(Box<Waiting>),
+}
+
+struct Waiting {
+    decision: DecisionFuture,
+    policy: Arc<Policy>,
+    template: Outcome,
 }
 
 impl VerdictFuture {
@@ -152,12 +155,18 @@ impl VerdictFuture {
         template: Outcome,
     ) -> Self {
         Self {
-            client_ip: template.client_ip(),
-            state: State::Waiting {
+            state: State::Waiting(Box::new(Waiting {
                 decision,
                 policy,
                 template,
-            },
+            })),
+        }
+    }
+
+    fn client_ip(&self) -> Option<IpAddr> {
+        match &self.state {
+            State::Ready(outcome) => outcome.as_ref().and_then(Outcome::client_ip),
+            State::Waiting(waiting) => waiting.template.client_ip(),
         }
     }
 }
@@ -165,7 +174,7 @@ impl VerdictFuture {
 impl fmt::Debug for VerdictFuture {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("VerdictFuture")
-            .field("client_ip", &self.client_ip)
+            .field("client_ip", &self.client_ip())
             .field("decided", &matches!(self.state, State::Ready(_)))
             .finish()
     }
@@ -181,16 +190,15 @@ impl Future for VerdictFuture {
                 Some(outcome) => Poll::Ready(outcome),
                 None => panic!("`VerdictFuture` polled after completion"),
             },
-            State::Waiting {
-                decision,
-                policy,
-                template,
-            } => {
-                let decision = match decision.as_mut().poll(cx) {
+            State::Waiting(waiting) => {
+                let decision = match waiting.decision.as_mut().poll(cx) {
                     Poll::Ready(decision) => decision,
                     Poll::Pending => return Poll::Pending,
                 };
-                let outcome = template.clone().counted(decision, policy.clone());
+                let outcome = waiting
+                    .template
+                    .clone()
+                    .counted(decision, waiting.policy.clone());
                 this.state = State::Ready(None);
                 Poll::Ready(outcome)
             }
