@@ -99,9 +99,9 @@ use watchpost::health::{HealthChecks, ProbeRequest, ProbeResponse};
 /// ```
 ///
 /// Each probe is a [`web::scope`] on its static path: the application's
-/// other requests pass them with a prefix compare each (a few dozen
-/// instructions in all), wherever they are registered, instead of
-/// matching a dynamic pattern per probe.
+/// other requests pass them with a static prefix compare each (wherever
+/// they are registered) instead of matching two dynamic patterns per probe,
+/// and route names (`match_pattern`) stay those of the application.
 pub fn configure(health: HealthChecks) -> impl Fn(&mut ServiceConfig) + Clone {
     move |cfg: &mut ServiceConfig| {
         for base in health.probe_paths() {

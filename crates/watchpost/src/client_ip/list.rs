@@ -374,48 +374,52 @@ fn parse_address(s: &[u8]) -> Option<IpAddr> {
         }
         return parse_ip::<Ipv6Addr>(&rest[..close]).map(IpAddr::V6);
     }
-    match s.iter().filter(|&&b| b == b':').count() {
-        0 => parse_ipv4(s).map(IpAddr::V4),
-        1 => {
-            let colon = s.iter().position(|&b| b == b':')?;
-            if !is_port(&s[colon + 1..]) {
-                return None;
-            }
-            parse_ipv4(&s[..colon]).map(IpAddr::V4)
-        }
-        _ => parse_ip::<Ipv6Addr>(s).map(IpAddr::V6),
+    let Some(colon) = s.iter().position(|&b| b == b':') else {
+        return parse_ipv4(s).map(IpAddr::V4);
+    };
+    if s[colon + 1..].contains(&b':') {
+        return parse_ip::<Ipv6Addr>(s).map(IpAddr::V6);
     }
+    // One colon: IPv4 with a port.
+    if !is_port(&s[colon + 1..]) {
+        return None;
+    }
+    parse_ipv4(&s[..colon]).map(IpAddr::V4)
 }
 
 /// A dotted-quad IPv4 address, exactly as `Ipv4Addr::from_str` reads it
 /// (four decimal octets up to 255, no leading zeros), straight from bytes:
 /// this runs for every request from behind a proxy.
 pub(super) fn parse_ipv4(s: &[u8]) -> Option<Ipv4Addr> {
+    if !(7..=15).contains(&s.len()) {
+        return None;
+    }
     let mut octets = [0_u8; 4];
-    let mut i = 0;
-    for (n, octet) in octets.iter_mut().enumerate() {
-        if n > 0 {
-            if s.get(i) != Some(&b'.') {
+    let mut filled = 0_usize;
+    let (mut value, mut digits) = (0_u32, 0_u32);
+    for &b in s {
+        if b == b'.' {
+            if digits == 0 || filled == 3 {
                 return None;
             }
-            i += 1;
+            octets[filled] = u8::try_from(value).ok()?;
+            filled += 1;
+            (value, digits) = (0, 0);
+            continue;
         }
-        let start = i;
-        let mut value = 0_u32;
-        while let Some(&b) = s.get(i) {
-            if !b.is_ascii_digit() || i - start == 3 {
-                break;
-            }
-            value = value * 10 + u32::from(b - b'0');
-            i += 1;
-        }
-        let len = i - start;
-        if len == 0 || (len > 1 && s[start] == b'0') {
+        let digit = b.wrapping_sub(b'0');
+        // A digit, at most three per octet, none after a leading zero.
+        if digit > 9 || digits == 3 || (digits == 1 && value == 0) {
             return None;
         }
-        *octet = u8::try_from(value).ok()?;
+        value = value * 10 + u32::from(digit);
+        digits += 1;
     }
-    (i == s.len()).then_some(Ipv4Addr::from(octets))
+    if digits == 0 || filled != 3 {
+        return None;
+    }
+    octets[3] = u8::try_from(value).ok()?;
+    Some(Ipv4Addr::from(octets))
 }
 
 fn parse_ip<T: std::str::FromStr>(s: &[u8]) -> Option<T> {

@@ -763,6 +763,35 @@ impl Outcome {
         values.into_iter().flatten().flatten()
     }
 
+    /// Calls `f` with each of [the headers](Self::headers), in the same
+    /// order, without an iterator's copies: what an adapter for another
+    /// `http` version (actix-web's) writes them with. The
+    /// `RateLimit-Policy` value is the same for every request under one
+    /// rule: convert it once per [`policy_name`](Self::policy_name).
+    #[inline]
+    pub fn for_each_header(&self, mut f: impl FnMut(RateLimitHeader, Bytes)) {
+        use RateLimitHeader as H;
+        let Some((d, policy)) = self.checked_headers() else {
+            return;
+        };
+        f(H::Policy, policy.header.clone());
+        f(H::RateLimit, rate_value(policy, d));
+        if !d.allowed || self.allowed_headers == AllowedHeaders::All {
+            f(H::Limit, policy.limit.clone());
+            f(H::Remaining, number(u64::from(d.remaining)));
+            f(H::Reset, number(ceil_secs(d.reset_after)));
+        }
+        if let Some(retry) = d.retry_after {
+            f(H::RetryAfter, number(retry_after_secs(retry)));
+        }
+    }
+
+    /// The name of the rule the request was counted under (`default`, or
+    /// the route prefix), if it was counted.
+    pub fn policy_name(&self) -> Option<&str> {
+        self.checked.as_ref().map(|(_, policy)| &*policy.name)
+    }
+
     /// The decision and policy, if the response carries headers.
     fn checked_headers(&self) -> Option<&(Decision, Arc<Policy>)> {
         self.checked
