@@ -65,6 +65,65 @@ pub use monitor::{Monitor, MonitorFuture, MonitorMiddleware};
 pub use rate_limit::{RateLimit, RateLimitMiddleware};
 pub use watchpost::client_ip::ResolvedClientIp;
 
+use std::future::{ready, Ready};
+use std::net::IpAddr;
+
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpMessage};
+
+/// The client's IP address, resolved through trusted proxies, as a handler
+/// argument.
+///
+/// Under [`RateLimit`] it is the address the limiter counted; without it,
+/// the address is resolved with the
+/// [process default](watchpost::client_ip::ClientIpResolver::make_process_default)
+/// resolver: the [`Watchpost`](watchpost::Watchpost)'s trusted proxies, or
+/// loopback and private ranges. Without a peer address (a request built by
+/// hand in a test) extraction fails with 500 and a message saying so.
+///
+/// ```
+/// use actix_web::{test, web, App};
+/// use watchpost_actix::ClientIp;
+///
+/// # #[actix_web::main]
+/// # async fn main() {
+/// let app = test::init_service(App::new().route(
+///     "/whoami",
+///     web::get().to(|ClientIp(ip): ClientIp| async move { ip.to_string() }),
+/// ))
+/// .await;
+/// let req = test::TestRequest::get()
+///     .uri("/whoami")
+///     .peer_addr("10.0.0.1:40000".parse().unwrap()) // nginx, trusted
+///     .insert_header(("x-forwarded-for", "203.0.113.9"))
+///     .to_request();
+/// let body = test::call_and_read_body(&app, req).await;
+/// assert_eq!(body, "203.0.113.9");
+/// # }
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ClientIp(pub IpAddr);
+
+impl FromRequest for ClientIp {
+    type Error = actix_web::Error;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let found = req.extensions().get::<ResolvedClientIp>().copied();
+        ready(match (found, req.peer_addr()) {
+            (Some(ResolvedClientIp(ip)), _) => Ok(ClientIp(ip)),
+            (None, Some(peer)) => Ok(ClientIp(ResolvedClientIp::get_or_resolve(
+                None,
+                peer.ip(),
+                &rate_limit::ActixHeaders(req.headers()),
+            ))),
+            (None, None) => Err(actix_web::error::ErrorInternalServerError(
+                "the server does not provide the peer address",
+            )),
+        })
+    }
+}
+
 use actix_web::http::StatusCode;
 use actix_web::web::{self, ServiceConfig};
 use actix_web::{HttpRequest, HttpResponse};

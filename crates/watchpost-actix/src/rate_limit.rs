@@ -94,7 +94,8 @@ pub struct RateLimitMiddleware<S> {
     policies: Rc<PolicyValues>,
 }
 
-struct ActixHeaders<'a>(&'a HeaderMap);
+/// actix's headers as the resolver reads them.
+pub(crate) struct ActixHeaders<'a>(pub(crate) &'a HeaderMap);
 
 impl Headers for ActixHeaders<'_> {
     fn for_each(&self, name: &str, f: &mut dyn FnMut(&[u8])) {
