@@ -382,7 +382,7 @@ fn callgrind_total(path: &std::path::Path) -> u64 {
         .find_map(|line| {
             line.strip_prefix("summary:")
                 .or_else(|| line.strip_prefix("totals:"))
-                .and_then(|rest| rest.trim().split_whitespace().next())
+                .and_then(|rest| rest.split_whitespace().next())
                 .and_then(|n| n.parse().ok())
         })
         .expect("a summary line")

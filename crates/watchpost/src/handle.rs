@@ -622,7 +622,9 @@ impl WatchpostBuilder {
         self
     }
 
-    /// How long a panicking thread waits for its alert (default 3 s).
+    /// How long a panicking thread waits for the sinks' answers to its
+    /// alert at most (default 1 s; what ends the wait sooner:
+    /// [`PanicHook::timeout`](crate::panic::PanicHook::timeout)).
     pub fn panic_timeout(mut self, timeout: Duration) -> Self {
         self.panic_timeout = timeout;
         self

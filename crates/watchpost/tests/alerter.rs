@@ -466,3 +466,55 @@ fn a_disabled_sink_is_reported_on_the_others_once() {
     assert_eq!(sinks[0].given_up.disabled, 6, "{sinks:?}");
     assert!(!sinks[0].enabled);
 }
+
+/// Flushes when dropped, and keeps what the flush said: a `Watchpost`
+/// dropped by a panic unwinding out of `main` does this.
+struct FlushOnDrop {
+    alerter: Alerter,
+    flushed: Arc<Mutex<Option<bool>>>,
+}
+
+impl Drop for FlushOnDrop {
+    fn drop(&mut self) {
+        let flushed = self.alerter.flush(HANG);
+        *self.flushed.lock().unwrap() = Some(flushed);
+    }
+}
+
+#[test]
+fn a_flush_while_unwinding_waits_for_first_attempts_not_retries() {
+    // A sink that is down (every attempt refused), probed again only after
+    // a long backoff: waiting for a retry would take the whole `HANG`.
+    let down = std::iter::repeat_with(|| SinkError::transient("cannot connect: refused"));
+    let sink = Scripted::new(down.take(100));
+    let alerter = Alerter::builder()
+        .service("test")
+        .sink(sink.clone())
+        .backoff(HANG, HANG)
+        .build()
+        .unwrap();
+    // Two alerts: the second waits behind the first, which fails.
+    alerter.send(Alert::error("first").key("a"));
+    alerter.send(Alert::error("second").key("b"));
+    let flushed = Arc::new(Mutex::new(None));
+    let started = Instant::now();
+    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _flush = FlushOnDrop {
+            alerter: alerter.clone(),
+            flushed: flushed.clone(),
+        };
+        std::panic::resume_unwind(Box::new("the process is dying"));
+    }));
+    assert!(unwound.is_err());
+    assert!(started.elapsed() < HANG / 2, "the flush waited out a retry");
+    assert_eq!(
+        *flushed.lock().unwrap(),
+        Some(false),
+        "nothing was delivered"
+    );
+    assert_eq!(sink.attempts(), 1, "one attempt, no retry waited for");
+    assert_eq!(alerter.stats().queued, 2, "both stay queued");
+
+    // Outside a panic, a flush waits for the retries (here, in vain).
+    assert!(!alerter.flush(Duration::from_millis(50)));
+}

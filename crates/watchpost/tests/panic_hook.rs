@@ -13,6 +13,7 @@
 
 use std::io::Read;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -41,12 +42,40 @@ struct HttpSink {
     addr: String,
 }
 
+/// Delivery attempts so far, by every [`HttpSink`] of the process.
+static ATTEMPTS: AtomicUsize = AtomicUsize::new(0);
+
+/// Says on stderr how many attempts were made when the hooks installed
+/// after it (watchpost's) returned, then runs the default hook: install
+/// it first.
+fn report_attempts_when_the_hook_returns() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        eprintln!(
+            "attempts when the hook returned: {}",
+            ATTEMPTS.load(Ordering::SeqCst)
+        );
+        default(info);
+    }));
+}
+
+/// Says on stderr how many attempts were made when it is dropped: after
+/// everything `main` declared after it, as a panic unwinds out of `main`.
+struct ReportAttemptsAtExit;
+
+impl Drop for ReportAttemptsAtExit {
+    fn drop(&mut self) {
+        eprintln!("attempts at exit: {}", ATTEMPTS.load(Ordering::SeqCst));
+    }
+}
+
 impl Sink for HttpSink {
     fn name(&self) -> &str {
         "http"
     }
 
     fn deliver<'a>(&'a self, n: &'a Notification) -> DeliverFuture<'a> {
+        ATTEMPTS.fetch_add(1, Ordering::SeqCst);
         Box::pin(async move {
             let labels: serde_json::Map<String, serde_json::Value> = n
                 .alert()
@@ -133,19 +162,39 @@ fn child(mode: &str) {
         }
         "refused" => {
             // Nothing listens where the sink posts; a long timeout:
-            // finishing quickly proves the refusal ended the wait.
-            let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            let addr = closed.local_addr().unwrap().to_string();
-            drop(closed);
+            // finishing quickly proves the refusal ended the wait, and one
+            // attempt that no retry happened within it.
+            let addr = closed_addr();
             let alerter = Alerter::builder()
                 .service("panic-test")
                 .sink(HttpSink { addr })
                 .build()
                 .unwrap();
+            report_attempts_when_the_hook_returns();
             PanicHook::new(&alerter)
                 .timeout(Duration::from_secs(30))
                 .install();
             panic!("main exploded, sink down");
+        }
+        "refused-handle" => {
+            // A `Watchpost` dropped as the panic unwinds out of `main`
+            // flushes: not the retries of the sink that refused.
+            let _report = ReportAttemptsAtExit;
+            let _wp = watchpost::Watchpost::builder()
+                .sink(HttpSink {
+                    addr: closed_addr(),
+                })
+                .flush_timeout(Duration::from_secs(30))
+                .build()
+                .unwrap();
+            panic!("main exploded, sink down, handle dropped");
+        }
+        "slow" => {
+            // The server answers after 5 s: the hook waits its default
+            // timeout (1 s), and the request is written long before.
+            report_attempts_when_the_hook_returns();
+            hook::install(&alerter(&["http"]));
+            panic!("main exploded, sink slow");
         }
         "sink-panics" => {
             // A long timeout: finishing quickly proves nobody waited it out.
@@ -197,6 +246,12 @@ fn child(mode: &str) {
         }
         other => unreachable!("no mode {other}"),
     }
+}
+
+/// An address nothing listens on: connections to it are refused.
+fn closed_addr() -> String {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    closed.local_addr().unwrap().to_string()
 }
 
 // --------------------------------------------------------------- parent --
@@ -326,8 +381,44 @@ fn cases() -> Vec<Case> {
                 ensure(o.elapsed < Duration::from_secs(10), || {
                     format!("took {:?}: the hook waited out its 30 s", o.elapsed)
                 })?;
+                ensure(o.stderr.contains("attempts when the hook returned: 1\n"), || {
+                    format!("one attempt, no retry inside the wait:\n{}", o.stderr)
+                })?;
                 ensure(o.stderr.contains("main exploded, sink down"), || {
                     "the default message still prints".into()
+                })
+            },
+        },
+        Case {
+            mode: "refused-handle",
+            what: "a Watchpost dropped by the panic doesn't wait out the retries of a sink that refused",
+            reply: None,
+            check: |o| {
+                ensure(o.status.code() == Some(101), || format!("exit {:?}", o.status))?;
+                ensure(o.elapsed < Duration::from_secs(20), || {
+                    format!("took {:?}: the drop waited out its 30 s flush", o.elapsed)
+                })?;
+                ensure(o.stderr.contains("attempts at exit: 1\n"), || {
+                    format!("one attempt, no retry while the handle flushed:\n{}", o.stderr)
+                })
+            },
+        },
+        Case {
+            mode: "slow",
+            what: "a sink answering after 5 s: the hook stops waiting at its timeout, the alert is at the sink",
+            reply: Some(Reply::text(200, "ok").delay(Duration::from_secs(5))),
+            check: |o| {
+                ensure(o.status.code() == Some(101), || format!("exit {:?}", o.status))?;
+                let alert = o.alert()?;
+                ensure(alert["title"] == "panic: main exploded, sink slow", || {
+                    format!("{alert}")
+                })?;
+                ensure(o.stderr.contains("attempts when the hook returned: 1\n"), || {
+                    format!("one attempt, in flight:\n{}", o.stderr)
+                })?;
+                // A hang catcher: the answer (5 s) was not waited for.
+                ensure(o.elapsed < Duration::from_millis(4500), || {
+                    format!("took {:?}: the hook waited for the answer", o.elapsed)
                 })
             },
         },

@@ -198,9 +198,20 @@ impl Alerter {
     /// Blocks the calling thread: call it at shutdown, after the server
     /// stopped, or from `spawn_blocking`. Called on the delivery thread
     /// (from a custom sink) it returns `false` at once.
+    ///
+    /// Called while the thread unwinds from a panic (a
+    /// [`Watchpost`](crate::Watchpost) dropped as a panic leaves `main`),
+    /// it waits as the panic hook does: until every alert has been tried
+    /// once on every sink, not for the retries of a sink that failed (a
+    /// refused connection is final there too), so a process dying of a
+    /// panic exits without waiting out a sink that is down. What is still
+    /// undelivered then stays in the store's outbox, when it keeps one.
     pub fn flush(&self, timeout: Duration) -> bool {
         if self.inner.engine.is_current() {
             return false;
+        }
+        if std::thread::panicking() {
+            return self.inner.queue.wait_tried(timeout);
         }
         self.inner.queue.wait_idle(timeout)
     }

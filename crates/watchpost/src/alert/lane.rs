@@ -202,6 +202,7 @@ impl Fanout {
 
     fn tried(&self) {
         if self.untried.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.queue.tried();
             if let Some(done) = &self.done {
                 done.set();
             }
@@ -397,6 +398,14 @@ impl Lane {
                 }
             }
         }
+        // Behind a sink that is down it waits for the sink, as what was
+        // queued before it does (see `settle_waiting`).
+        let settled = (!entry.urgent && self.counters.down.load(Ordering::Relaxed))
+            .then(|| {
+                entry.tried = true;
+                entry.fanout.clone()
+            })
+            .flatten();
         if entry.urgent {
             let at = st.entries.iter().take_while(|e| e.urgent).count();
             st.entries.insert(at, entry);
@@ -411,8 +420,34 @@ impl Lane {
             st.running = Some(self.clock.busy());
         }
         drop(st);
+        if let Some(fanout) = settled {
+            fanout.tried();
+        }
         self.wake.notify_waiters();
         true
+    }
+
+    /// The sink failed: what waits in line behind the failure counts as
+    /// tried for a flush during a panic (it waits for the sink to come
+    /// back, not for a first attempt of its own). Urgent entries are
+    /// attempted at once whatever the sink's state, and keep their own
+    /// first attempt.
+    fn settle_waiting(&self) {
+        let settled: Vec<Arc<Fanout>> = {
+            let mut st = self.lock();
+            st.entries
+                .iter_mut()
+                .filter(|e| !e.urgent && !e.tried)
+                .filter_map(|e| {
+                    e.tried = true;
+                    e.fanout.clone()
+                })
+                .collect()
+        };
+        // Outside the lane's lock: the queue's is taken.
+        for fanout in settled {
+            fanout.tried();
+        }
     }
 
     /// Puts back a notification that failed: first in line again, after
@@ -868,6 +903,7 @@ impl Driver {
                 );
                 entry.mark_tried();
                 self.lane.put_back(entry);
+                self.lane.settle_waiting();
             }
             SinkErrorKind::Transient
                 if self
@@ -906,6 +942,7 @@ impl Driver {
                 );
                 entry.mark_tried();
                 self.lane.put_back(entry);
+                self.lane.settle_waiting();
             }
             SinkErrorKind::Rejected => {
                 self.given_up.push(Lost::new(entry, GiveUpReason::Rejected));

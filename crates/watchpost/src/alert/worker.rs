@@ -132,6 +132,9 @@ struct QueueState {
     jobs: VecDeque<Job>,
     /// Jobs queued or being delivered.
     pending: usize,
+    /// Jobs not yet tried once on every sink (delivered, or failed at
+    /// least once): what a flush during a panic waits for.
+    untried: usize,
     closed: bool,
 }
 
@@ -170,6 +173,7 @@ impl Queue {
             state.jobs.push_back(job);
             if dropped.is_none() {
                 state.pending += 1;
+                state.untried += 1;
             }
             dropped
         };
@@ -197,9 +201,22 @@ impl Queue {
         }
     }
 
-    /// One more message to wait for (one a lane made up itself).
+    /// One more message to wait for (one a lane made up itself, or one
+    /// adopted from the outbox), not tried yet.
     pub(crate) fn add_pending(&self) {
-        self.lock().pending += 1;
+        let mut state = self.lock();
+        state.pending += 1;
+        state.untried += 1;
+    }
+
+    /// A job was tried once on every sink (or will never be: suppressed,
+    /// no sinks). Comes before its [`finish`](Self::finish).
+    pub(crate) fn tried(&self) {
+        let mut state = self.lock();
+        state.untried = state.untried.saturating_sub(1);
+        if state.untried == 0 {
+            self.idle.notify_all();
+        }
     }
 
     /// A job is finished.
@@ -218,6 +235,18 @@ impl Queue {
         let (state, _) = self
             .idle
             .wait_timeout_while(state, timeout, |s| s.pending > 0)
+            .unwrap_or_else(PoisonError::into_inner);
+        state.pending == 0
+    }
+
+    /// Waits until every job was tried once on every sink (retries not
+    /// waited for); `true` if nothing is queued or in delivery any more
+    /// either.
+    pub(crate) fn wait_tried(&self, timeout: Duration) -> bool {
+        let state = self.lock();
+        let (state, _) = self
+            .idle
+            .wait_timeout_while(state, timeout, |s| s.untried > 0)
             .unwrap_or_else(PoisonError::into_inner);
         state.pending == 0
     }
@@ -550,6 +579,7 @@ fn dispatch(
         if matches!(op, StoreOp::Claim { .. }) {
             Counters::add(&counters.suppressed);
         }
+        queue.tried();
         queue.finish();
         if let Some(done) = done {
             done.set();
@@ -557,6 +587,7 @@ fn dispatch(
         return;
     };
     if lanes.is_empty() {
+        queue.tried();
         queue.finish();
         if let Some(done) = done {
             done.set();

@@ -35,10 +35,13 @@ thread_local! {
 /// its own panics in a loop must not grow the stash without bound).
 const STASH_MAX: usize = 8;
 
+/// Makes a panic's alert, given the request it happened in.
+pub(super) type BuildAlert = Box<dyn FnOnce(Option<&str>) -> Alert>;
+
 /// A panic the hook saw inside a scope: the alert to send once the request
 /// is known, and the hook's alerter (used when the scope has none).
 pub(super) struct Stashed {
-    pub(super) build: Box<dyn FnOnce(Option<&str>) -> Alert>,
+    pub(super) build: BuildAlert,
     pub(super) alerter: Option<Alerter>,
 }
 

@@ -103,7 +103,7 @@ fn assert_not_panicking() {
     );
 }
 
-/// Installs watchpost's panic hook with the default settings (3 s delivery
+/// Installs watchpost's panic hook with the default settings (1 s delivery
 /// timeout, backtraces on). See the [module docs](super) for what it does,
 /// and [`PanicHook`] for the settings.
 ///
@@ -166,8 +166,8 @@ pub fn is_installed() -> bool {
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let alerter = Alerter::from_env()?;
 /// PanicHook::new(&alerter)
-///     .timeout(Duration::from_secs(10)) // a slow network
-///     .backtrace(false)                 // no symbols shipped
+///     .timeout(Duration::from_secs(3)) // a sink far away
+///     .backtrace(false)                // no symbols shipped
 ///     .try_install()?;
 /// # Ok(()) }
 /// ```
@@ -180,8 +180,8 @@ pub struct PanicHook {
 }
 
 impl PanicHook {
-    /// A hook sending to `alerter`, with a 3 s delivery timeout and
-    /// backtraces on.
+    /// A hook sending to `alerter`, with a 1 s delivery timeout
+    /// ([`DEFAULT_TIMEOUT`](super::DEFAULT_TIMEOUT)) and backtraces on.
     pub fn new(alerter: &Alerter) -> Self {
         Self {
             alerter: alerter.clone(),
@@ -190,9 +190,26 @@ impl PanicHook {
         }
     }
 
-    /// How long the panicking thread waits for the alert's delivery at most
-    /// (default 3 s). Not waited inside a [`CatchScope`](super::CatchScope), nor for a panic
-    /// dedupe suppressed.
+    /// How long the panicking thread waits for the sinks' answers to its
+    /// alert at most, once the alert is built (default 1 s,
+    /// [`DEFAULT_TIMEOUT`](super::DEFAULT_TIMEOUT)); building it, the
+    /// backtrace included, takes a millisecond or two in an optimized
+    /// build.
+    ///
+    /// The wait ends as soon as every sink has answered the alert (a
+    /// success is the only proof an API has it: a request written but not
+    /// answered may still be lost; an error status is final for the hook),
+    /// or failed to take it without an answer (a refused connection, an
+    /// unknown host: final too, the hook waits out no retry). So this
+    /// bounds only a sink that is slow to answer, or a network that is
+    /// slow to reach it: raise it for a sink far away behind a slow link
+    /// (a TLS handshake and a request take a few round trips). Whatever
+    /// the hook stops waiting for stays queued (and in the store's outbox,
+    /// when it keeps one): a process that lives on delivers it, with
+    /// retries. See the [module docs](super) for the hold times measured.
+    ///
+    /// Not waited inside a [`CatchScope`](super::CatchScope) (the process
+    /// goes on), nor for a panic dedupe suppressed.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self

@@ -20,10 +20,20 @@
 //! folded ones included, with the same paths, marked
 //! [`in_app`](StackFrame::in_app) or not.
 //!
+//! - **Resolved only as far as shown** ([`capture_shown`]): the stack is
+//!   walked unresolved, then its frames are resolved (symbol, file, line)
+//!   from the innermost outwards, stopping at the boundary below the panic
+//!   (see [`kept`]): the frames under it (the thread's start, `main`'s
+//!   caller in the C library) are never shown, and resolving them is what
+//!   costs most: a frame in a shared library loads that library's debug
+//!   info (the C library's, where a `-dbg` package installed it: tens of
+//!   milliseconds, against one or two for the frames shown). The standard
+//!   library's `Backtrace` resolves every frame on its first print; it is
+//!   used only in builds with debug assertions (see [`capture`]).
+//!
 //! It all runs in the panic hook: nothing here may panic (no indexing, no
 //! unwrapping, no unchecked arithmetic).
 
-use std::backtrace::{Backtrace, BacktraceStatus};
 use std::fmt::Write as _;
 
 use super::report::StackFrame;
@@ -114,23 +124,138 @@ pub(super) struct Captured {
     pub(super) frames: Vec<StackFrame>,
 }
 
+/// Frames walked at most: a deeper stack (a deep recursion) is cut
+/// there, the frames that matter being at its top.
+const RAW_FRAMES_MAX: usize = 1024;
+
+/// The standard library's frame right under the panic machinery (the
+/// hook's own call is above it).
+const MARKER: &str = "__rust_end_short_backtrace";
+
 /// A backtrace of the calling thread, trimmed (see [`kept`]).
+///
+/// Resolved only as far as it is shown ([`capture_shown`]) in an
+/// optimized build. A build with debug assertions (a dev build, whose
+/// dependencies are not optimized either) goes through the standard
+/// library's `Backtrace` ([`capture_all`]) instead: it resolves every
+/// frame, but with the standard library's resolver, which is always
+/// optimized, where an unoptimized one takes several times longer.
 pub(super) fn capture() -> Captured {
-    let backtrace = Backtrace::force_capture();
-    if backtrace.status() != BacktraceStatus::Captured {
-        return Captured {
-            text: "unavailable on this platform".to_owned(),
-            frames: Vec::new(),
-        };
+    if cfg!(debug_assertions) {
+        capture_all()
+    } else {
+        capture_shown()
     }
-    let mut text = String::new();
-    let _ = write!(text, "{backtrace}");
-    let frames = parse_frames(&text);
-    let entries = classify(kept(&frames));
+}
+
+/// What is captured where no backtrace can be.
+fn unavailable() -> Captured {
+    Captured {
+        text: "unavailable on this platform".to_owned(),
+        frames: Vec::new(),
+    }
+}
+
+/// The text and frames of `frames`, trimmed.
+fn trimmed(frames: &[Frame<'_>]) -> Captured {
+    let entries = classify(kept(frames));
     Captured {
         text: render(&entries),
         frames: structured(&entries),
     }
+}
+
+/// The standard library's `Backtrace`, every frame resolved as it is
+/// printed, then trimmed.
+fn capture_all() -> Captured {
+    let backtrace = std::backtrace::Backtrace::force_capture();
+    if backtrace.status() != std::backtrace::BacktraceStatus::Captured {
+        return unavailable();
+    }
+    let mut text = String::new();
+    let _ = write!(text, "{backtrace}");
+    trimmed(&parse_frames(&text))
+}
+
+/// The stack walked unresolved, then resolved only as far as the text and
+/// the report can show it (see [`resolve_shown`]), then trimmed.
+fn capture_shown() -> Captured {
+    let mut raw: Vec<backtrace::Frame> = Vec::with_capacity(64);
+    backtrace::trace(|frame| {
+        raw.push(frame.clone());
+        raw.len() < RAW_FRAMES_MAX
+    });
+    if raw.is_empty() {
+        return unavailable();
+    }
+    let resolved = resolve_shown(&raw, |frame, out| {
+        backtrace::resolve_frame(frame, |symbol| out.push(Resolved::of(symbol)));
+    });
+    let frames: Vec<Frame<'_>> = resolved.iter().map(Resolved::frame).collect();
+    trimmed(&frames)
+}
+
+/// A frame's symbol as a printed backtrace shows it: the demangled name
+/// without its hash, and its `at file:line:column` line.
+#[derive(Debug)]
+struct Resolved {
+    symbol: String,
+    at: Option<String>,
+}
+
+impl Resolved {
+    fn of(symbol: &backtrace::Symbol) -> Self {
+        let name = match symbol.name() {
+            Some(name) => format!("{name:#}"),
+            None => "<unknown>".to_owned(),
+        };
+        let at = symbol.filename().map(|file| {
+            let mut at = format!("at {}", file.display());
+            if let Some(line) = symbol.lineno() {
+                let _ = write!(at, ":{line}");
+                if let Some(column) = symbol.colno() {
+                    let _ = write!(at, ":{column}");
+                }
+            }
+            at
+        });
+        Self { symbol: name, at }
+    }
+
+    fn frame(&self) -> Frame<'_> {
+        Frame {
+            symbol: &self.symbol,
+            at: self.at.as_deref().into_iter().collect(),
+        }
+    }
+}
+
+/// Resolves `raw`'s frames with `resolve`, innermost first (an inlined
+/// call is a symbol of its own, as in a printed backtrace), up to the
+/// first boundary (see [`is_boundary`]) below the panic machinery: what
+/// [`kept`] keeps never goes further, and the frames under it are the
+/// costly ones (the thread's start and `main`'s caller are in the C
+/// library). Without the machinery's marker (a capture outside a panic)
+/// every frame is resolved.
+fn resolve_shown<F>(raw: &[F], mut resolve: impl FnMut(&F, &mut Vec<Resolved>)) -> Vec<Resolved> {
+    let mut resolved = Vec::with_capacity(raw.len().min(128));
+    let mut past_marker = false;
+    for frame in raw {
+        let first = resolved.len();
+        resolve(frame, &mut resolved);
+        if resolved.len() == first {
+            resolved.push(Resolved {
+                symbol: "<unknown>".to_owned(),
+                at: None,
+            });
+        }
+        let symbols = resolved.get(first..).unwrap_or_default();
+        if past_marker && symbols.iter().any(|s| is_boundary(&s.symbol)) {
+            break;
+        }
+        past_marker |= symbols.iter().any(|s| s.symbol.contains(MARKER));
+    }
+    resolved
 }
 
 /// The frames the text covers (see [`covered`]), at most
@@ -147,13 +272,15 @@ fn structured(entries: &[Entry<'_>]) -> Vec<StackFrame> {
         .collect()
 }
 
-/// One frame of a printed [`Backtrace`]: the symbol and its `at` lines.
+/// One frame of a backtrace, as printed: the symbol and its `at` lines.
 #[derive(Debug)]
 struct Frame<'a> {
     symbol: &'a str,
     at: Vec<&'a str>,
 }
 
+/// The frames of a backtrace as the standard library's `Backtrace`
+/// prints it.
 fn parse_frames(text: &str) -> Vec<Frame<'_>> {
     let mut frames: Vec<Frame<'_>> = Vec::new();
     for line in text.lines() {
@@ -225,7 +352,7 @@ fn kept<'f, 'a>(frames: &'f [Frame<'a>]) -> &'f [Frame<'a>] {
     // Everything above the standard library's marker is the hook's own call.
     let start = frames
         .iter()
-        .rposition(|f| f.symbol.contains("__rust_end_short_backtrace"))
+        .rposition(|f| f.symbol.contains(MARKER))
         .map_or(0, |i| i.saturating_add(1));
     let after_marker = frames.get(start..).unwrap_or_default();
     let skip = after_marker

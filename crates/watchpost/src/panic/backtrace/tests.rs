@@ -690,30 +690,40 @@ fn nothing_panics_on_cut_or_odd_input() {
 fn real_backtrace_starts_at_the_caller() {
     // Captured outside a panic: no marker, the test's own frame first.
     // Its frames are watchpost's, so none is the application's: shown
-    // unfolded, as any backtrace without application frames.
+    // unfolded, as any backtrace without application frames. Both ways
+    // of capturing, whatever the build.
     #[inline(never)]
-    fn here() -> Captured {
+    fn here(capture: fn() -> Captured) -> Captured {
         capture()
     }
-    let captured = here();
-    let first = captured.text.lines().next().unwrap_or_default();
-    if captured.text.contains("unavailable") {
-        assert!(captured.frames.is_empty());
-        return;
+    for (how, capture) in [
+        ("all", capture_all as fn() -> Captured),
+        ("shown", capture_shown),
+    ] {
+        let captured = here(capture);
+        let first = captured.text.lines().next().unwrap_or_default();
+        if captured.text.contains("unavailable") {
+            assert!(captured.frames.is_empty());
+            continue;
+        }
+        assert!(
+            first.contains("real_backtrace_starts_at_the_caller::here"),
+            "{how}: {}",
+            captured.text
+        );
+        assert!(
+            !captured.text.contains("/rustc/"),
+            "{how}: {}",
+            captured.text
+        );
+        let frame = captured.frames.first().map(StackFrame::function);
+        assert!(
+            frame.is_some_and(|f| f.contains("real_backtrace_starts_at_the_caller::here")),
+            "{how}: {:?}",
+            captured.frames
+        );
+        assert!(captured.frames.len() <= FRAMES_MAX);
     }
-    assert!(
-        first.contains("real_backtrace_starts_at_the_caller::here"),
-        "{}",
-        captured.text
-    );
-    assert!(!captured.text.contains("/rustc/"), "{}", captured.text);
-    let frame = captured.frames.first().map(StackFrame::function);
-    assert!(
-        frame.is_some_and(|f| f.contains("real_backtrace_starts_at_the_caller::here")),
-        "{:?}",
-        captured.frames
-    );
-    assert!(captured.frames.len() <= FRAMES_MAX);
 }
 
 #[test]
@@ -731,4 +741,85 @@ fn frames_keep_the_same_selection_as_the_text() {
     );
     assert_eq!(structured[0].in_app(), Some(true));
     assert_eq!(structured[1].function(), "shop::orders::show::{{closure}}");
+}
+
+/// The frames of `text` as raw frames: each frame's symbols and `at`
+/// lines, resolved by [`resolve_shown`]'s caller only when asked.
+fn raw_frames(text: &str) -> Vec<Vec<(String, Option<String>)>> {
+    parse_frames(text)
+        .into_iter()
+        .map(|f| vec![(f.symbol.to_owned(), f.at.first().map(|a| (*a).to_owned()))])
+        .collect()
+}
+
+/// [`resolve_shown`] on `raw`, counting the frames it resolved.
+fn resolve_counting(raw: &[Vec<(String, Option<String>)>]) -> (Vec<Resolved>, usize) {
+    let mut asked = 0;
+    let resolved = resolve_shown(raw, |frame, out| {
+        asked += 1;
+        out.extend(frame.iter().map(|(symbol, at)| Resolved {
+            symbol: symbol.clone(),
+            at: at.clone(),
+        }));
+    });
+    (resolved, asked)
+}
+
+#[test]
+fn frames_under_the_boundary_are_never_resolved() {
+    // `main`'s panic: the standard library's entry and the C library's
+    // frames below it are not asked for.
+    let raw = raw_frames(MAIN_BACKTRACE);
+    let (resolved, asked) = resolve_counting(&raw);
+    let boundary = raw
+        .iter()
+        .position(|f| f[0].0.contains("__rust_begin_short_backtrace"))
+        .unwrap();
+    assert_eq!(asked, boundary + 1, "resolved up to the boundary, included");
+    assert!(asked < raw.len());
+    assert!(resolved.iter().all(|r| !r.symbol.contains("__libc_start")));
+    // What is shown is what resolving everything shows.
+    let shown = |frames: &[Frame<'_>]| {
+        let entries = classify(kept(frames));
+        (render(&entries), structured(&entries))
+    };
+    let partial: Vec<Frame<'_>> = resolved.iter().map(Resolved::frame).collect();
+    assert_eq!(shown(&partial), shown(&parse_frames(MAIN_BACKTRACE)));
+
+    // A handler's panic: up to the catch-panic layer's `catch_unwind`.
+    let raw = raw_frames(HANDLER_BACKTRACE);
+    let (resolved, asked) = resolve_counting(&raw);
+    assert!(asked < raw.len(), "{asked} of {}", raw.len());
+    assert!(resolved.iter().all(|r| !r.symbol.starts_with("tokio::")));
+    let partial: Vec<Frame<'_>> = resolved.iter().map(Resolved::frame).collect();
+    assert_eq!(shown(&partial), shown(&parse_frames(HANDLER_BACKTRACE)));
+}
+
+#[test]
+fn a_boundary_above_the_panic_machinery_does_not_stop_resolution() {
+    // A `catch_unwind` between the hook and the panic (a hook wrapper
+    // catching its own panics) is no boundary of the panic's stack: the
+    // frames go on until the one below the marker.
+    let mut raw = vec![
+        vec![("watchpost::panic::hook::on_panic".to_owned(), None)],
+        vec![("std::panicking::catch_unwind".to_owned(), None)],
+    ];
+    raw.extend(raw_frames(MAIN_BACKTRACE).into_iter().skip(2));
+    let (resolved, asked) = resolve_counting(&raw);
+    assert!(resolved.iter().any(|r| r.symbol == "hello::main"));
+    assert!(asked < raw.len());
+    // Outside a panic (no marker), everything is resolved.
+    let no_marker: Vec<_> = raw_frames(MAIN_BACKTRACE)
+        .into_iter()
+        .filter(|f| !f[0].0.contains("__rust_end_short_backtrace"))
+        .collect();
+    assert_eq!(resolve_counting(&no_marker).1, no_marker.len());
+}
+
+#[test]
+fn a_frame_without_symbols_is_unknown() {
+    let raw = vec![vec![], vec![("app::f".to_owned(), None)]];
+    let (resolved, _) = resolve_counting(&raw);
+    let symbols: Vec<&str> = resolved.iter().map(|r| r.symbol.as_str()).collect();
+    assert_eq!(symbols, ["<unknown>", "app::f"]);
 }
