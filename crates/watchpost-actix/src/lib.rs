@@ -41,7 +41,8 @@
 //!
 //! The pieces, for apps put together by hand: [`configure`] (the probes of
 //! any [`HealthChecks`]), and the [`RateLimit`], [`Monitor`] and
-//! [`CatchPanic`] middleware.
+//! [`CatchPanic`] middleware. [`ClientIp`] is the client address as a
+//! handler argument.
 //!
 //! The probes behave exactly as described in
 //! [`HealthChecks::respond`](watchpost::health::HealthChecks::respond), the
