@@ -117,8 +117,9 @@ pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let w = wp.clone();
     let app = move || {
         App::new()
-            .wrap(w.layers()) // rate limit, monitor, catch panic: everything
-            .configure(w.probes()) // /livez /readyz /healthz
+            // /livez /readyz /healthz, rate limit, monitor, catch panic:
+            // everything
+            .wrap(w.layers())
             .service(get_route("/", hello))
             .service(get_route("/panic", panic_handler))
             .service(get_route("/error", error_handler))

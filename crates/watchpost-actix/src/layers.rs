@@ -13,24 +13,30 @@ use actix_web::dev::{
 };
 use actix_web::web::ServiceConfig;
 use actix_web::{Error, HttpServer};
+use futures_util::future::{Either, LocalBoxFuture};
+use watchpost::health::HealthChecks;
 use watchpost::ratelimit::Quota;
 use watchpost::Watchpost;
 
 use crate::catch_panic::{CatchPanic, CatchPanicMiddleware};
 use crate::monitor::{Monitor, MonitorMiddleware};
-use crate::rate_limit::{RateLimit, RateLimitMiddleware};
+use crate::rate_limit::{RateLimit, RateLimitFuture, RateLimitMiddleware};
 
 /// What a [`Watchpost`] gives an actix-web application. See the
 /// [crate docs](crate) for the whole setup.
 pub trait WatchpostExt: sealed::Sealed {
-    /// The health probes, for [`App::configure`](actix_web::App::configure).
+    /// The health probes, for [`App::configure`](actix_web::App::configure)
+    /// in an app that doesn't wrap [`layers`](Self::layers) (which answer
+    /// them): registered in the router, each costs every other request a
+    /// prefix compare there.
     fn probes(&self) -> impl Fn(&mut ServiceConfig) + Clone + 'static;
 
     /// The middleware for the whole app, with
-    /// [`App::wrap`](actix_web::App::wrap): the application-wide rate
-    /// limit (if the handle has one; the probes exempt), the HTTP monitor
-    /// (the probes not counted) and catching panics, in that order from
-    /// the outside. Clones share the counts: call it inside
+    /// [`App::wrap`](actix_web::App::wrap): the health probes (answered
+    /// before the router sees them, so they cost the other routes a path
+    /// compare), the application-wide rate limit (if the handle has one),
+    /// the HTTP monitor and catching panics, in that order from the
+    /// outside. Clones share the counts: call it inside
     /// `HttpServer::new`'s factory on a clone of the handle built outside
     /// it.
     fn layers(&self) -> Layers;
@@ -51,6 +57,7 @@ impl WatchpostExt for Watchpost {
 
     fn layers(&self) -> Layers {
         Layers {
+            health: self.health().clone(),
             rate_limit: match self.app_rate_limiter() {
                 Some(limiter) => RateLimit::new(limiter.clone()),
                 None => RateLimit::disabled(),
@@ -71,10 +78,12 @@ mod sealed {
 }
 
 /// The middleware of a [`Watchpost`] in one `wrap`, from
-/// [`WatchpostExt::layers`]: [`RateLimit`] outside [`Monitor`] outside
-/// [`CatchPanic`].
+/// [`WatchpostExt::layers`]: the health probes answered first (their
+/// paths never reach the router, the rate limit or the monitor), then
+/// [`RateLimit`] outside [`Monitor`] outside [`CatchPanic`].
 #[derive(Clone)]
 pub struct Layers {
+    health: HealthChecks,
     rate_limit: RateLimit,
     monitor: Monitor,
     catch_panic: CatchPanic,
@@ -90,7 +99,19 @@ impl fmt::Debug for Layers {
 }
 
 /// The service made by [`Layers`].
-pub type LayersMiddleware<S> = RateLimitMiddleware<MonitorMiddleware<CatchPanicMiddleware<S>>>;
+pub struct LayersMiddleware<S> {
+    inner: RateLimitMiddleware<MonitorMiddleware<CatchPanicMiddleware<S>>>,
+    health: HealthChecks,
+    probes: Box<[Box<str>]>,
+}
+
+impl<S> fmt::Debug for LayersMiddleware<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LayersMiddleware")
+            .field("probes", &self.probes)
+            .finish_non_exhaustive()
+    }
+}
 
 impl<S, B> Transform<S, ServiceRequest> for Layers
 where
@@ -112,7 +133,53 @@ where
             .into_inner()
             .and_then(|s| self.monitor.new_transform(s).into_inner())
             .and_then(|s| self.rate_limit.new_transform(s).into_inner());
-        ready(layered)
+        ready(layered.map(|inner| {
+            LayersMiddleware {
+                inner,
+                health: self.health.clone(),
+                probes: self
+                    .health
+                    .probe_paths()
+                    .into_iter()
+                    .map(Box::from)
+                    .collect(),
+            }
+        }))
+    }
+}
+
+impl<S, B> Service<ServiceRequest> for LayersMiddleware<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    S::Future: 'static,
+    B: 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = Error;
+    type Future = Either<
+        RateLimitFuture<MonitorMiddleware<CatchPanicMiddleware<S>>, B>,
+        LocalBoxFuture<'static, Result<Self::Response, Error>>,
+    >;
+
+    fn poll_ready(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let path = req.path();
+        let probe = self.probes.iter().any(|base| {
+            path.strip_prefix(&**base)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        });
+        if !probe {
+            return Either::Left(self.inner.call(req));
+        }
+        let health = self.health.clone();
+        Either::Right(Box::pin(async move {
+            let (req, _payload) = req.into_parts();
+            let response = crate::respond(&health, &req).await;
+            Ok(ServiceResponse::new(req, response).map_into_right_body())
+        }))
     }
 }
 

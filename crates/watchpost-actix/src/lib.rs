@@ -6,11 +6,13 @@
 //! [`WatchpostExt`] in scope, in each worker's `App`:
 //!
 //! - [`layers`](WatchpostExt::layers): everything the handle provides, in
-//!   the right order (its application-wide rate limit if set, the probes
-//!   exempt; the HTTP monitor, the probes not counted; catching panics),
-//!   in one [`App::wrap`](actix_web::App::wrap) around the whole app.
-//! - [`probes`](WatchpostExt::probes): the health probes, for
-//!   [`App::configure`](actix_web::App::configure).
+//!   the right order (the health probes, answered before the router sees
+//!   them; its application-wide rate limit if set; the HTTP monitor;
+//!   catching panics), in one [`App::wrap`](actix_web::App::wrap) around
+//!   the whole app.
+//! - [`probes`](WatchpostExt::probes): the health probes alone, for
+//!   [`App::configure`](actix_web::App::configure) in an app that doesn't
+//!   wrap the layers.
 //! - [`rate_limit`](WatchpostExt::rate_limit): a per-client limit for one
 //!   route and method, with `Route::wrap`, so other methods' 405s are
 //!   never counted.
@@ -30,8 +32,7 @@
 //! let (w, chat) = (wp.clone(), wp.rate_limit("10/min".parse()?));
 //! let server = HttpServer::new(move || {
 //!     App::new()
-//!         .wrap(w.layers())
-//!         .configure(w.probes())
+//!         .wrap(w.layers()) // the probes too
 //!         .route("/", web::get().to(|| async { "hello" }))
 //!         .route("/api/chat", web::post().to(|| async { "hi" }).wrap(chat.clone()))
 //! });
@@ -63,7 +64,7 @@ mod rate_limit;
 pub use catch_panic::{CatchPanic, CatchPanicMiddleware};
 pub use layers::{serve, Layers, LayersMiddleware, WatchpostExt};
 pub use monitor::{Monitor, MonitorFuture, MonitorMiddleware};
-pub use rate_limit::{RateLimit, RateLimitMiddleware};
+pub use rate_limit::{RateLimit, RateLimitFuture, RateLimitMiddleware};
 pub use watchpost::client_ip::ResolvedClientIp;
 
 use std::future::{ready, Ready};

@@ -184,8 +184,7 @@ async fn the_handle_gives_one_message_for_one_bug() {
     watchpost_testkit::handle::run(|fixture| async move {
         let wp = fixture.watchpost;
         let app = App::new()
-            .wrap(wp.layers())
-            .configure(wp.probes())
+            .wrap(wp.layers()) // the probes too
             .route("/", web::get().to(|| async { "ok" }))
             .route(
                 "/panic",
