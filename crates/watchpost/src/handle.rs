@@ -673,7 +673,8 @@ impl WatchpostBuilder {
             crate::panic::attach(&alerter, self.panic_timeout, true);
         }
         // Readers of the client address (`ClientIp`) resolve as the
-        // handle's limiters do, so the limiters leave nothing in requests.
+        // handle's limiters do, so the limiters leave nothing in requests
+        // (unless another handle's resolver came first).
         self.resolver.make_process_default();
         let app_limiter = self.rate_limit.map(|quota| {
             limiter(

@@ -298,22 +298,33 @@ impl ClientIpResolver {
         self
     }
 
-    /// Makes this the process's default resolver: the one that readers of
-    /// the client address ([`ResolvedClientIp::get_or_resolve`], the
-    /// adapters' `ClientIp` extractors) use when a request carries no
-    /// [`ResolvedClientIp`]. A rate limiting layer whose resolver is the
-    /// process default leaves none (a reader gets the same answer by
-    /// resolving again, and most requests have no reader); one with
-    /// another resolver leaves its result in the extensions.
+    /// Makes this the process's default resolver, unless one was made the
+    /// default before (`true` if this one now is). The default is what
+    /// readers of the client address ([`ResolvedClientIp::get_or_resolve`],
+    /// the adapters' `ClientIp` extractors) resolve with when a request
+    /// carries no [`ResolvedClientIp`]. A rate limiting layer whose
+    /// resolver is the process default leaves none (a reader gets the same
+    /// answer by resolving again, and most requests have no reader); one
+    /// with another resolver leaves its result in the extensions.
     ///
+    /// It is set once, so that a reader never resolves with a resolver
+    /// that changed under a request in flight: the first
     /// [`Watchpost::build`](crate::Watchpost) makes its resolver the
-    /// default; until something does, it is [`ClientIpResolver::new`].
-    pub fn make_process_default(&self) {
+    /// default; the layers of a later handle with other trusted proxies
+    /// (several handles in one test process) leave their answers in the
+    /// requests. Until something sets it, it is [`ClientIpResolver::new`].
+    pub fn make_process_default(&self) -> bool {
         let mut slot = PROCESS_DEFAULT
             .write()
             .unwrap_or_else(PoisonError::into_inner);
+        if slot.is_some() {
+            return slot
+                .as_ref()
+                .is_some_and(|d| d.fingerprint == self.fingerprint);
+        }
         *slot = Some(self.clone());
         PROCESS_FINGERPRINT.store(self.fingerprint, Ordering::Release);
+        true
     }
 
     /// The process's default resolver (see
