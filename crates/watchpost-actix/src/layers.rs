@@ -166,10 +166,16 @@ where
     }
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
+        // What the probes' routes take elsewhere: `/<probe>` and
+        // `/<probe>/<name>` (one segment); anything else is the router's.
         let path = req.path();
         let probe = self.probes.iter().any(|base| {
-            path.strip_prefix(&**base)
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+            path.strip_prefix(&**base).is_some_and(|rest| {
+                rest.is_empty()
+                    || rest
+                        .strip_prefix('/')
+                        .is_some_and(|name| !name.is_empty() && !name.contains('/'))
+            })
         });
         if !probe {
             return Either::Left(self.inner.call(req));
