@@ -94,7 +94,16 @@ impl Drop for Inner {
         if self.alerter.is_delivery_thread() || self.flush_timeout.is_zero() {
             return;
         }
+        let started = std::time::Instant::now();
         if !self.alerter.flush(self.flush_timeout) {
+            // During a panic the flush waits for one try per sink only, so
+            // say how long it really waited.
+            let waited = crate::alert::format_duration(started.elapsed());
+            let waited = if std::thread::panicking() {
+                format!("waited {waited}, one try on each sink as a panic unwinds")
+            } else {
+                format!("waited {waited}")
+            };
             let queued = self.alerter.stats().queued;
             let down: Vec<String> = self
                 .alerter
@@ -112,8 +121,7 @@ impl Drop for Inner {
             };
             crate::loud::say(&format!(
                 "{queued} alert(s) still undelivered when the Watchpost was dropped \
-                 (waited {}; {}): {fate}",
-                crate::alert::format_duration(self.flush_timeout),
+                 ({waited}; {}): {fate}",
                 if down.is_empty() {
                     "a sink is slow".to_owned()
                 } else {

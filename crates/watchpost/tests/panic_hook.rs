@@ -400,7 +400,13 @@ fn cases() -> Vec<Case> {
                 })?;
                 ensure(o.stderr.contains("attempts at exit: 1\n"), || {
                     format!("one attempt, no retry while the handle flushed:\n{}", o.stderr)
-                })
+                })?;
+                // The drop says what it did, not the 30 s it could have waited.
+                ensure(
+                    o.stderr.contains("one try on each sink as a panic unwinds")
+                        && !o.stderr.contains("waited 30s"),
+                    || format!("the drop message says how long it waited:\n{}", o.stderr),
+                )
             },
         },
         Case {
